@@ -1,0 +1,353 @@
+//! [`Handle`]: the one result slot every executor hands back from `submit`.
+//!
+//! A slot moves `Queued → Running → Done`, or `Queued → Cancelled`. The queued-to-running and
+//! queued-to-cancelled steps are compare-and-swaps on one atomic, so a task is either started or
+//! cancelled, never both. The value itself sits behind a mutex that is held only to store or take
+//! it — never while the task runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::sync::{lock, wait, wait_timeout};
+use crate::task::{TaskError, TaskId};
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+const CANCELLED: u8 = 3;
+
+struct Slot<T> {
+    state: AtomicU8,
+    inner: Mutex<Inner<T>>,
+    ready: Condvar,
+}
+
+struct Inner<T> {
+    result: Option<Result<T, TaskError>>,
+    waker: Option<Waker>,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            state: AtomicU8::new(QUEUED),
+            inner: Mutex::new(Inner {
+                result: None,
+                waker: None,
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn try_start(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CANCELLED
+    }
+
+    /// Stores the outcome and wakes whoever waits.
+    fn complete(&self, result: Result<T, TaskError>) {
+        let waker = {
+            let mut inner = lock(&self.inner);
+            inner.result = Some(result);
+            // Cancelled stays cancelled; anything else is now done.
+            let _ = self
+                .state
+                .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire);
+            let _ = self
+                .state
+                .compare_exchange(QUEUED, DONE, Ordering::AcqRel, Ordering::Acquire);
+            inner.waker.take()
+        };
+        self.ready.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn cancel(&self, id: TaskId) -> bool {
+        let won = self
+            .state
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if won {
+            self.complete(Err(TaskError::Cancelled { id }));
+        }
+        won
+    }
+}
+
+/// The executor's end of a slot: completes it exactly once. A promise dropped without being
+/// completed (its job was discarded unrun) completes the slot as cancelled, so nobody waits
+/// forever on a task that will never run.
+pub(crate) struct Promise<T> {
+    id: TaskId,
+    slot: Option<Arc<Slot<T>>>,
+}
+
+impl<T> Promise<T> {
+    /// A new slot, its promise for the executor and its handle for the caller.
+    pub(crate) fn new(id: TaskId) -> (Promise<T>, Handle<T>) {
+        let slot = Slot::new();
+        (
+            Promise {
+                id,
+                slot: Some(Arc::clone(&slot)),
+            },
+            Handle { id, slot },
+        )
+    }
+
+    /// Claims the task for running; false when it was cancelled first.
+    pub(crate) fn try_start(&self) -> bool {
+        self.slot.as_ref().is_some_and(|s| s.try_start())
+    }
+
+    pub(crate) fn complete(mut self, result: Result<T, TaskError>) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(result);
+        }
+    }
+}
+
+impl<T> Drop for Promise<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            if !slot.is_cancelled() {
+                slot.complete(Err(TaskError::Cancelled { id: self.id }));
+            }
+        }
+    }
+}
+
+/// The future result of one submitted task.
+///
+/// `wait` blocks the calling thread; `.await` suspends an async task instead — `Handle` is a
+/// [`std::future::Future`]. Dropping a handle detaches the task: it still runs and is still
+/// recorded, its value is dropped.
+///
+/// ```
+/// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+/// let h = pool.submit(|| 6 * 7);
+/// assert_eq!(h.wait(), Ok(42));
+/// ```
+#[must_use = "a dropped handle detaches the task; call wait() to get its result"]
+pub struct Handle<T> {
+    id: TaskId,
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> std::fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T> Handle<T> {
+    /// The task's sequence number.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// True once the task has a result (value, error or cancellation) waiting.
+    pub fn is_finished(&self) -> bool {
+        lock(&self.slot.inner).result.is_some()
+    }
+
+    /// Blocks until the task ends and returns its value or why there is none.
+    pub fn wait(self) -> Result<T, TaskError> {
+        let mut inner = lock(&self.slot.inner);
+        loop {
+            if let Some(r) = inner.result.take() {
+                return r;
+            }
+            inner = wait(&self.slot.ready, inner);
+        }
+    }
+
+    /// Waits at most `timeout`; gives the handle back if the task has not ended by then.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, TaskError>, Self> {
+        let deadline = Instant::now() + timeout;
+        {
+            let mut inner = lock(&self.slot.inner);
+            loop {
+                if let Some(r) = inner.result.take() {
+                    return Ok(r);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                inner = wait_timeout(&self.slot.ready, inner, deadline - now);
+            }
+        }
+        Err(self)
+    }
+
+    /// The result if the task has ended, without blocking; otherwise the handle back.
+    pub fn try_wait(self) -> Result<Result<T, TaskError>, Self> {
+        let taken = lock(&self.slot.inner).result.take();
+        match taken {
+            Some(r) => Ok(r),
+            None => Err(self),
+        }
+    }
+
+    /// Cancels the task if it has not started. Returns true if this call cancelled it; the
+    /// handle then yields [`TaskError::Cancelled`]. A running or finished task is not affected.
+    pub fn cancel(&self) -> bool {
+        self.slot.cancel(self.id)
+    }
+}
+
+impl<T> Future for Handle<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = lock(&self.slot.inner);
+        match inner.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                match &inner.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => inner.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Yields each handle's result as soon as its task ends, in completion order, each exactly once
+/// (Python's `concurrent.futures.as_completed`). Works with handles from any executor.
+///
+/// ```
+/// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+/// let handles: Vec<_> = (0..4u64).map(|i| pool.submit(move || i * i)).collect();
+/// let mut squares: Vec<u64> = pardo::as_completed(handles).map(|(_, r)| r.unwrap()).collect();
+/// squares.sort();
+/// assert_eq!(squares, vec![0, 1, 4, 9]);
+/// ```
+pub fn as_completed<T, I>(handles: I) -> AsCompleted<T>
+where
+    I: IntoIterator<Item = Handle<T>>,
+{
+    let mut set = CompletionSet::new();
+    for h in handles {
+        set.push(h);
+    }
+    AsCompleted { set }
+}
+
+/// Iterator returned by [`as_completed`]: `(task id, result)` pairs in completion order.
+#[derive(Debug)]
+pub struct AsCompleted<T> {
+    set: CompletionSet<T>,
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = (TaskId, Result<T, TaskError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.set.next_ready()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.set.len(), Some(self.set.len()))
+    }
+}
+
+/// Handles waiting to finish, handed back in the order they finish. Each handle gets a waker
+/// that posts its index on a channel; `next_ready` blocks on that channel.
+pub(crate) struct CompletionSet<T> {
+    pending: Vec<Option<Handle<T>>>,
+    free: Vec<usize>,
+    left: usize,
+    tx: std::sync::mpsc::Sender<usize>,
+    rx: std::sync::mpsc::Receiver<usize>,
+}
+
+impl<T> std::fmt::Debug for CompletionSet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompletionSet")
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+impl<T> CompletionSet<T> {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        CompletionSet {
+            pending: Vec::new(),
+            free: Vec::new(),
+            left: 0,
+            tx,
+            rx,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.left
+    }
+
+    pub(crate) fn push(&mut self, h: Handle<T>) {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.pending.push(None);
+                self.pending.len() - 1
+            }
+        };
+        {
+            let mut inner = lock(&h.slot.inner);
+            if inner.result.is_some() {
+                let _ = self.tx.send(index);
+            } else {
+                let notice = ReadyNotice {
+                    index,
+                    tx: Mutex::new(self.tx.clone()),
+                };
+                inner.waker = Some(Waker::from(Arc::new(notice)));
+            }
+        }
+        self.pending[index] = Some(h);
+        self.left += 1;
+    }
+
+    /// Blocks until some handle has finished and returns its result; `None` when empty.
+    pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Result<T, TaskError>)> {
+        while self.left > 0 {
+            let index = self.rx.recv().ok()?;
+            if let Some(h) = self.pending.get_mut(index).and_then(Option::take) {
+                self.left -= 1;
+                self.free.push(index);
+                let id = h.id();
+                return Some((id, h.wait()));
+            }
+        }
+        None
+    }
+}
+
+struct ReadyNotice {
+    index: usize,
+    tx: Mutex<std::sync::mpsc::Sender<usize>>,
+}
+
+impl std::task::Wake for ReadyNotice {
+    fn wake(self: Arc<Self>) {
+        let _ = lock(&self.tx).send(self.index);
+    }
+}

@@ -1,0 +1,51 @@
+//! # pardo
+//!
+//! Run many units of work at once and *see* how that went.
+//!
+//! pardo's executors run closures (a [`ThreadPool`]) and measure every task: queue wait, wall
+//! time, CPU time, which worker ran it and how it ended. From those records a [`Report`] says
+//! what happened — throughput, utilisation, speedup, CPU-bound or I/O-bound, stragglers — in
+//! numbers and in plain sentences ([`monitor::Finding`]).
+//!
+//! ```
+//! use pardo::{ThreadPool, ShutdownMode};
+//!
+//! let pool = ThreadPool::builder().workers(2).build()?;
+//! let handle = pool.submit(|| (1..=10u64).product::<u64>());
+//! assert_eq!(handle.wait()?, 3_628_800);
+//!
+//! let lengths: Vec<usize> = pool.map(["a", "bb", "ccc"], |s| s.len()).collect::<Result<_, _>>()?;
+//! assert_eq!(lengths, [1, 2, 3]);
+//!
+//! let report = pool.shutdown(ShutdownMode::Wait);
+//! assert_eq!(report.items, 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What is promised
+//!
+//! - Every submitted task ends exactly once — with a value, an error, a caught panic or a
+//!   cancellation — and leaves exactly one record per attempt (a batch of tiny `map` items leaves
+//!   one record for the batch; see [`monitor::TaskRecord`]).
+//! - A task's record is written before its handle completes.
+//! - `map` yields in input order and holds a bounded number of inputs at a time.
+//! - A panicking task never takes a worker or the pool down.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod executor;
+mod handle;
+pub mod monitor;
+mod pool;
+mod sync;
+mod task;
+pub mod tune;
+
+pub use executor::{Executor, ShutdownMode};
+pub use handle::{as_completed, AsCompleted, Handle};
+pub use monitor::{Finding, Report};
+pub use pool::map::{Map, MapUnordered};
+pub use pool::threads::{Scope, ThreadPool, ThreadPoolBuilder};
+pub use pool::PoolError;
+pub use task::{Outcome, TaskError, TaskId};

@@ -1,0 +1,35 @@
+//! Monitoring: the data model ([`TaskRecord`], [`RunRecord`], [`Sample`]), the [`Recorder`]
+//! every executor writes to, the [`Report`] computed from it, and exports.
+//!
+//! Monitoring is always on. Its cost per task is two reads of the monotonic clock, two of the
+//! thread's CPU clock and one push into the worker's own buffer (an uncontended lock that only a
+//! report-taking reader ever competes for).
+
+pub mod export;
+mod findings;
+pub mod record;
+pub mod recorder;
+pub mod summary;
+
+pub use record::{available_cores, RunRecord, Sample, TaskRecord};
+pub use recorder::{Counters, Meter, RecordSink, Recorder, Retention, WorkerRecorder};
+pub use summary::{Accumulator, Finding, Percentiles, Report, Straggler};
+
+/// A duration in the unit a person reads best: `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
+///
+/// ```
+/// assert_eq!(pardo::monitor::format_duration(12_345), "12.3 µs");
+/// assert_eq!(pardo::monitor::format_duration(1_234_000_000), "1.23 s");
+/// ```
+pub fn format_duration(ns: u64) -> String {
+    let f = ns as f64;
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1} µs", f / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2} ms", f / 1e6)
+    } else {
+        format!("{:.2} s", f / 1e9)
+    }
+}

@@ -1,0 +1,403 @@
+//! [`Recorder`]: where every executor writes its [`TaskRecord`]s.
+//!
+//! Each worker owns a [`WorkerRecorder`]: its records and its running fold ([`Accumulator`]) sit
+//! behind a lock that only this worker takes on the hot path, and that a reader takes only when
+//! it asks for a report or the records, so the lock is uncontended while tasks run. Live counters
+//! are per-worker relaxed atomics padded to a cache line; [`Recorder::counters`] sums them.
+//!
+//! A record is written *before* the task's handle is completed, so once `wait` returns, the
+//! task's record is visible to [`Recorder::records`] and [`Recorder::report`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+use crate::monitor::record::{RunRecord, Sample, TaskRecord};
+use crate::monitor::summary::{Accumulator, Report};
+use crate::sync::lock;
+use crate::task::{Outcome, TaskId};
+
+/// Receives every record as it is written: the hook exporters and live views attach to.
+/// Called on the worker's thread right after the task ends, so keep it quick.
+pub trait RecordSink: Send + Sync {
+    /// A task attempt ended.
+    fn on_record(&self, record: &TaskRecord) {
+        let _ = record;
+    }
+}
+
+/// How many records a recorder keeps in memory. The summary is exact either way; this bounds
+/// only the per-task list behind [`Recorder::records`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Keep every record (the default for library pools).
+    All,
+    /// Keep none; the summary and sinks still see every one (for runs of millions of tasks).
+    SummaryOnly,
+}
+
+/// Live counts, summed over workers at the moment of asking.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Tasks submitted.
+    pub submitted: u64,
+    /// Tasks running now.
+    pub running: u64,
+    /// Tasks that have a record (any outcome).
+    pub done: u64,
+    /// Records with an outcome other than Ok.
+    pub failed: u64,
+}
+
+impl Counters {
+    /// Submitted and not yet started or dropped.
+    pub fn queued(&self) -> u64 {
+        self.submitted.saturating_sub(self.done + self.running)
+    }
+}
+
+/// The shared end of monitoring: cheap to clone, one per run.
+///
+/// ```
+/// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+/// pool.map(0..100u64, |x| x + 1).for_each(drop);
+/// let rec = pool.recorder();
+/// assert_eq!(rec.counters().done, rec.records().len() as u64);
+/// ```
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+struct Inner {
+    epoch: Instant,
+    run: Mutex<RunRecord>,
+    enabled: bool,
+    retention: Retention,
+    next_id: CachePadded<AtomicU64>,
+    submitted: CachePadded<AtomicU64>,
+    workers: RwLock<Vec<Arc<WorkerLog>>>,
+    capacity: Mutex<Vec<(u64, usize)>>,
+    samples: Mutex<Vec<Sample>>,
+    sinks: RwLock<Vec<Arc<dyn RecordSink>>>,
+}
+
+struct WorkerLog {
+    running: CachePadded<AtomicU64>,
+    done: AtomicU64,
+    failed: AtomicU64,
+    book: Mutex<Book>,
+}
+
+#[derive(Default)]
+struct Book {
+    records: Vec<TaskRecord>,
+    acc: Accumulator,
+}
+
+impl Recorder {
+    /// A recorder for a new run. `enabled == false` keeps counters but writes no records (used
+    /// to measure what monitoring costs).
+    pub fn new(run: RunRecord, enabled: bool, retention: Retention) -> Recorder {
+        let workers = run.workers;
+        Recorder {
+            inner: Arc::new(Inner {
+                epoch: Instant::now(),
+                run: Mutex::new(run),
+                enabled,
+                retention,
+                next_id: CachePadded::new(AtomicU64::new(1)),
+                submitted: CachePadded::new(AtomicU64::new(0)),
+                workers: RwLock::new(Vec::new()),
+                capacity: Mutex::new(vec![(0, workers)]),
+                samples: Mutex::new(Vec::new()),
+                sinks: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Nanoseconds since the run began.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant the run began; all `_ns` times count from here.
+    pub fn epoch(&self) -> Instant {
+        self.inner.epoch
+    }
+
+    /// Takes `n` consecutive task ids and counts them as submitted; returns the first.
+    pub fn submit(&self, n: u64) -> TaskId {
+        self.inner.submitted.fetch_add(n, Ordering::Relaxed);
+        TaskId(self.inner.next_id.fetch_add(n, Ordering::Relaxed))
+    }
+
+    /// The writer for worker slot `worker` (from 1). Executors keep one per worker thread.
+    pub fn worker(&self, worker: u32) -> WorkerRecorder {
+        let index = worker.saturating_sub(1) as usize;
+        {
+            let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(log) = logs.get(index) {
+                return WorkerRecorder {
+                    recorder: self.clone(),
+                    log: Arc::clone(log),
+                    worker,
+                };
+            }
+        }
+        let mut logs = self
+            .inner
+            .workers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        while logs.len() <= index {
+            logs.push(Arc::new(WorkerLog {
+                running: CachePadded::new(AtomicU64::new(0)),
+                done: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                book: Mutex::new(Book::default()),
+            }));
+        }
+        WorkerRecorder {
+            recorder: self.clone(),
+            log: Arc::clone(&logs[index]),
+            worker,
+        }
+    }
+
+    /// Notes that the executor now runs `workers` workers (for utilisation over time).
+    pub fn set_capacity(&self, workers: usize) {
+        let at = self.now_ns();
+        lock(&self.inner.capacity).push((at, workers));
+        let mut run = lock(&self.inner.run);
+        run.workers = run.workers.max(workers);
+    }
+
+    /// Adds a sink that sees every record from now on.
+    pub fn add_sink(&self, sink: Arc<dyn RecordSink>) {
+        self.inner
+            .sinks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sink);
+    }
+
+    /// Live counts.
+    pub fn counters(&self) -> Counters {
+        let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
+        let mut c = Counters {
+            submitted: self.inner.submitted.load(Ordering::Relaxed),
+            ..Counters::default()
+        };
+        for log in logs.iter() {
+            c.running += log.running.load(Ordering::Relaxed);
+            c.done += log.done.load(Ordering::Relaxed);
+            c.failed += log.failed.load(Ordering::Relaxed);
+        }
+        c
+    }
+
+    /// Takes a [`Sample`] of the live counters now and keeps it in the time series.
+    pub fn sample(&self, target_workers: u64) -> Sample {
+        let c = self.counters();
+        let s = Sample {
+            at_ns: self.now_ns(),
+            running: c.running,
+            queued: c.queued(),
+            done: c.done,
+            target_workers,
+        };
+        lock(&self.inner.samples).push(s);
+        s
+    }
+
+    /// The samples taken so far, oldest first.
+    pub fn samples(&self) -> Vec<Sample> {
+        lock(&self.inner.samples).clone()
+    }
+
+    /// A copy of the run's description.
+    pub fn run(&self) -> RunRecord {
+        lock(&self.inner.run).clone()
+    }
+
+    /// Adds a setting to the run's description (`("chunk", "64")`).
+    pub fn set_setting(&self, key: &str, value: &str) {
+        lock(&self.inner.run)
+            .settings
+            .push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Every record kept so far, ordered by task id then attempt.
+    pub fn records(&self) -> Vec<TaskRecord> {
+        let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<TaskRecord> = Vec::new();
+        for log in logs.iter() {
+            all.extend(lock(&log.book).records.iter().cloned());
+        }
+        all.sort_by_key(|r| (r.id, r.attempt));
+        all
+    }
+
+    /// The summary and findings over every record written so far.
+    pub fn report(&self) -> Report {
+        let mut acc = Accumulator::default();
+        {
+            let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
+            for log in logs.iter() {
+                acc.merge(&lock(&log.book).acc);
+            }
+        }
+        let steps = lock(&self.inner.capacity).clone();
+        Report::from_accumulator(self.run(), &acc, &steps)
+    }
+}
+
+/// One worker's writer. Not shared between threads on the hot path.
+#[derive(Clone)]
+pub struct WorkerRecorder {
+    recorder: Recorder,
+    log: Arc<WorkerLog>,
+    worker: u32,
+}
+
+impl std::fmt::Debug for WorkerRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerRecorder")
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+/// What a worker reads when a task starts: the clock and the thread's CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct Meter {
+    started_ns: u64,
+    cpu: ThreadCpu,
+}
+
+impl WorkerRecorder {
+    /// The worker slot, from 1.
+    pub fn worker(&self) -> u32 {
+        self.worker
+    }
+
+    /// The shared recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Marks a task running on this worker and reads its start time and the thread's CPU clock.
+    pub fn begin(&self) -> Meter {
+        self.log.running.store(1, Ordering::Relaxed);
+        let cpu = if self.recorder.inner.enabled {
+            ThreadCpu::now()
+        } else {
+            ThreadCpu::default()
+        };
+        Meter {
+            started_ns: self.recorder.now_ns(),
+            cpu,
+        }
+    }
+
+    /// Ends a task begun with [`WorkerRecorder::begin`] on this same thread and writes its record.
+    pub fn finish(
+        &self,
+        meter: Meter,
+        id: TaskId,
+        submitted_ns: u64,
+        items: u32,
+        outcome: Outcome,
+    ) {
+        self.log.running.store(0, Ordering::Relaxed);
+        if !self.recorder.inner.enabled {
+            self.count(outcome);
+            return;
+        }
+        let finished_ns = self.recorder.now_ns();
+        let cpu = ThreadCpu::now();
+        let mut r = TaskRecord::new(id, self.worker, submitted_ns, meter.started_ns, finished_ns);
+        r.items = items;
+        r.cpu_user_ns = cpu.user_ns.saturating_sub(meter.cpu.user_ns);
+        r.cpu_sys_ns = cpu.sys_ns.saturating_sub(meter.cpu.sys_ns);
+        r.outcome = outcome;
+        self.write(r);
+    }
+
+    /// Writes a record for a task that never ran (cancelled or dropped while queued).
+    pub fn cancelled(&self, id: TaskId, submitted_ns: u64, items: u32) {
+        let now = self.recorder.now_ns();
+        let mut r = TaskRecord::new(id, self.worker, submitted_ns, now, now);
+        r.items = items;
+        r.outcome = Outcome::Cancelled;
+        self.write(r);
+    }
+
+    /// Writes a record measured elsewhere (a worker process, a command).
+    pub fn write(&self, record: TaskRecord) {
+        let outcome = record.outcome;
+        if self.recorder.inner.enabled {
+            {
+                let sinks = self
+                    .recorder
+                    .inner
+                    .sinks
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner());
+                for s in sinks.iter() {
+                    s.on_record(&record);
+                }
+            }
+            let mut book = lock(&self.log.book);
+            book.acc.add(&record);
+            if self.recorder.inner.retention == Retention::All {
+                book.records.push(record);
+            }
+        }
+        self.count(outcome);
+    }
+
+    fn count(&self, outcome: Outcome) {
+        if !outcome.is_ok() {
+            self.log.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        // Release pairs with readers that see `done` and then look for the record.
+        self.log.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The calling thread's CPU time so far, split into user and system.
+#[derive(Clone, Copy, Debug, Default)]
+struct ThreadCpu {
+    user_ns: u64,
+    sys_ns: u64,
+}
+
+impl ThreadCpu {
+    fn now() -> ThreadCpu {
+        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `ru` is valid for writes; RUSAGE_THREAD asks about the calling thread only.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) };
+        if rc != 0 {
+            return ThreadCpu::default();
+        }
+        // SAFETY: getrusage succeeded and filled the struct.
+        let ru = unsafe { ru.assume_init() };
+        let tv = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000_000 + (t.tv_usec as u64) * 1_000;
+        ThreadCpu {
+            user_ns: tv(ru.ru_utime),
+            sys_ns: tv(ru.ru_stime),
+        }
+    }
+}

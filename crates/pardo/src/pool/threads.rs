@@ -1,0 +1,756 @@
+//! [`ThreadPool`]: a work-stealing pool of OS threads whose worker count can change while it
+//! runs. The scheduling, parking and resizing protocol is described in `README.md` beside this
+//! file.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use crate::executor::{Executor, ShutdownMode};
+use crate::handle::{Handle, Promise};
+use crate::monitor::{available_cores, Recorder, Report, Retention, RunRecord, WorkerRecorder};
+use crate::pool::map::{Chunk, Map, MapUnordered, SubmitChunk};
+use crate::pool::PoolError;
+use crate::sync::{lock, wait};
+use crate::task::{panic_message, Outcome, TaskError, TaskId};
+
+/// A job as the pool sees it: run it, or (when `cancel` is true) drop it as cancelled. Either
+/// way it completes its handle and writes its record.
+type Job = ScopedJobBox<'static>;
+/// A job that may borrow data living for `'a` (see [`Scope`]).
+type ScopedJobBox<'a> = Box<dyn FnOnce(&WorkerRecorder, bool) + Send + 'a>;
+
+/// How many times an idle worker yields and looks again before it parks.
+const SPIN_ROUNDS: usize = 16;
+
+thread_local! {
+    /// The pool the current thread works for, as the address of its shared state (0 for none).
+    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Configures a [`ThreadPool`].
+///
+/// ```
+/// let pool = pardo::ThreadPool::builder().workers(3).thread_name("crunch").build().unwrap();
+/// assert_eq!(pardo::Executor::workers(&pool), 3);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ThreadPoolBuilder {
+    workers: Option<usize>,
+    thread_name: String,
+    monitoring: bool,
+    retention: Retention,
+}
+
+impl ThreadPoolBuilder {
+    /// Number of worker threads (default: the available parallelism).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Prefix of worker thread names; workers are named `prefix-1`, `prefix-2`, …
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Turns per-task records off (counters stay). Only for measuring what monitoring costs;
+    /// reports of such a pool are empty.
+    pub fn monitoring(mut self, on: bool) -> Self {
+        self.monitoring = on;
+        self
+    }
+
+    /// Keeps only the summary, not every record, for pools that run millions of tasks.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Starts the workers.
+    pub fn build(self) -> Result<ThreadPool, PoolError> {
+        let workers = self.workers.unwrap_or_else(available_cores);
+        if workers == 0 {
+            return Err(PoolError::ZeroWorkers);
+        }
+        let recorder = Recorder::new(
+            RunRecord::now("thread_pool", workers),
+            self.monitoring,
+            self.retention,
+        );
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            stealers: RwLock::new(Vec::new()),
+            target: AtomicUsize::new(0),
+            workers: Mutex::new(Workers {
+                occupied: Vec::new(),
+                threads: Vec::new(),
+            }),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            cancel_pending: AtomicBool::new(false),
+            recorder,
+            thread_name: self.thread_name,
+        });
+        let pool = ThreadPool { shared };
+        pool.resize(workers)?;
+        Ok(pool)
+    }
+}
+
+/// A pool of worker threads running closures, with every task measured.
+///
+/// - **Submitting**: [`submit`](ThreadPool::submit) returns a [`Handle`]; [`map`](ThreadPool::map)
+///   and [`map_unordered`](ThreadPool::map_unordered) stream over inputs lazily with a bounded
+///   number in flight; [`scope`](ThreadPool::scope) runs tasks that borrow local data.
+/// - **Ordering**: tasks start roughly in submission order (one shared FIFO queue; idle workers
+///   steal batches from it and from each other). `map` yields in input order.
+/// - **Panics** are caught at the task boundary: the task's handle yields
+///   [`TaskError::Panicked`], the worker lives on.
+/// - **Resizing**: [`set_workers`](Executor::set_workers) grows at once; surplus workers leave
+///   after their current task.
+/// - **Shutdown**: [`shutdown`](ThreadPool::shutdown) with [`ShutdownMode::Wait`] runs what was
+///   submitted, [`ShutdownMode::CancelPending`] cancels what has not started. Dropping the pool is
+///   `shutdown(Wait)` — the Rust spelling of `with ThreadPoolExecutor() as ex:`.
+///
+/// Waiting on a handle from inside a task of the same pool blocks that worker; if every worker
+/// does so, the pool deadlocks, as Python's executors do.
+///
+/// ```
+/// use pardo::ThreadPool;
+/// let pool = ThreadPool::builder().workers(2).build().unwrap();
+/// let squares: Vec<u64> = pool.map(1..=4u64, |x| x * x).map(Result::unwrap).collect();
+/// assert_eq!(squares, vec![1, 4, 9, 16]);
+/// let report = pool.report();
+/// assert_eq!(report.items, 4);
+/// ```
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.shared.target.load(Ordering::Relaxed))
+            .field("counters", &self.shared.recorder.counters())
+            .finish()
+    }
+}
+
+struct Shared {
+    injector: Injector<Job>,
+    /// Indexed by worker slot − 1; `None` for a slot with no live worker.
+    stealers: RwLock<Vec<Option<Stealer<Job>>>>,
+    /// Workers wanted; workers whose index is at or above it leave.
+    target: AtomicUsize,
+    workers: Mutex<Workers>,
+    sleep: Mutex<()>,
+    wake: Condvar,
+    sleepers: AtomicUsize,
+    /// Jobs submitted and not yet finished (queued plus running).
+    outstanding: AtomicUsize,
+    closing: AtomicBool,
+    cancel_pending: AtomicBool,
+    recorder: Recorder,
+    thread_name: String,
+}
+
+struct Workers {
+    occupied: Vec<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ThreadPool {
+    /// A builder with the defaults: one worker per available core, threads named `pardo-N`.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder {
+            workers: None,
+            thread_name: "pardo".to_owned(),
+            monitoring: true,
+            retention: Retention::All,
+        }
+    }
+
+    /// A pool with the default settings.
+    pub fn new() -> Result<ThreadPool, PoolError> {
+        ThreadPool::builder().build()
+    }
+
+    /// Runs `f` on a worker and returns a handle to its result.
+    ///
+    /// ```
+    /// let pool = pardo::ThreadPool::builder().workers(1).build().unwrap();
+    /// let h = pool.submit(|| "done");
+    /// assert_eq!(h.wait(), Ok("done"));
+    /// ```
+    pub fn submit<F, T>(&self, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (job, handle) = one_task(&self.shared.recorder, f);
+        self.shared.push(job);
+        handle
+    }
+
+    /// Applies `f` to every input on the pool and yields the results in input order.
+    ///
+    /// Lazy and bounded: inputs are pulled only as results are consumed, with a few chunks per
+    /// worker in flight, so an input of ten million items is never collected. Tiny items are
+    /// batched automatically (see [`Map::chunk_size`] to fix the size); each item's panic is its
+    /// own `Err`, the other items are unaffected.
+    ///
+    /// ```
+    /// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+    /// let total: u64 = pool.map(0..1_000u64, |x| x * 2).map(Result::unwrap).sum();
+    /// assert_eq!(total, 999_000);
+    /// ```
+    pub fn map<I, F, R>(&self, inputs: I, f: F) -> Map<'_, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        Map::new(inputs.into_iter(), self.window(), self.chunk_submitter(f))
+    }
+
+    /// Like [`map`](ThreadPool::map), but yields `(task id, result)` as soon as each chunk
+    /// finishes, in completion order. Task ids are the inputs' positions, from 1.
+    ///
+    /// ```
+    /// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+    /// let mut got: Vec<u64> = pool.map_unordered(0..10u64, |x| x).map(|(_, r)| r.unwrap()).collect();
+    /// got.sort();
+    /// assert_eq!(got, (0..10).collect::<Vec<_>>());
+    /// ```
+    pub fn map_unordered<I, F, R>(&self, inputs: I, f: F) -> MapUnordered<'_, I::IntoIter, R>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        MapUnordered::new(inputs.into_iter(), self.window(), self.chunk_submitter(f))
+    }
+
+    fn window(&self) -> usize {
+        4 * self.shared.target.load(Ordering::Relaxed).max(1)
+    }
+
+    fn chunk_submitter<'a, T, F, R>(&'a self, f: F) -> SubmitChunk<'a, T, R>
+    where
+        T: Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let f = Arc::new(f);
+        Box::new(move |items: Vec<T>| {
+            let n = items.len();
+            let recorder = &self.shared.recorder;
+            let first = recorder.submit(n as u64);
+            let submitted = recorder.now_ns();
+            let (promise, handle) = Promise::new(first);
+            let f = Arc::clone(&f);
+            self.shared
+                .push(Box::new(move |w: &WorkerRecorder, cancel: bool| {
+                    run_chunk(w, cancel, first, submitted, promise, items, &*f);
+                }));
+            (first, handle)
+        })
+    }
+
+    /// Runs `body`, which may spawn tasks borrowing data from the caller's stack; returns once
+    /// every spawned task has ended (even if `body` panics, in which case the panic goes on
+    /// after the wait).
+    ///
+    /// ```
+    /// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+    /// let words = vec!["a".to_string(), "bb".to_string(), "ccc".to_string()];
+    /// let total: usize = pool.scope(|s| {
+    ///     let handles: Vec<_> = words.iter().map(|w| s.spawn(move || w.len())).collect();
+    ///     handles.into_iter().map(|h| h.wait().unwrap()).sum()
+    /// });
+    /// assert_eq!(total, 6);
+    /// ```
+    pub fn scope<'env, F, R>(&self, body: F) -> R
+    where
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
+    {
+        let scope = Scope {
+            pool: self,
+            live: Arc::new(ScopeCount {
+                n: Mutex::new(0),
+                zero: Condvar::new(),
+            }),
+            _scope: PhantomData,
+            _env: PhantomData,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| body(&scope)));
+        scope.live.wait_for_zero();
+        match result {
+            Ok(r) => r,
+            Err(p) => resume_unwind(p),
+        }
+    }
+
+    /// Stops the pool. With [`ShutdownMode::Wait`] every submitted task runs first; with
+    /// [`ShutdownMode::CancelPending`] tasks that have not started end as cancelled. Returns the
+    /// final report.
+    ///
+    /// ```
+    /// use pardo::{ShutdownMode, ThreadPool};
+    /// let pool = ThreadPool::builder().workers(1).build().unwrap();
+    /// let h = pool.submit(|| 1);
+    /// let report = pool.shutdown(ShutdownMode::Wait);
+    /// assert_eq!(h.wait(), Ok(1));
+    /// assert_eq!(report.tasks, 1);
+    /// ```
+    pub fn shutdown(self, mode: ShutdownMode) -> Report {
+        self.close(mode);
+        self.shared.recorder.report()
+    }
+
+    fn close(&self, mode: ShutdownMode) {
+        let s = &self.shared;
+        if mode == ShutdownMode::CancelPending {
+            s.cancel_pending.store(true, Ordering::SeqCst);
+        }
+        s.closing.store(true, Ordering::SeqCst);
+        s.wake_all();
+        let me = std::thread::current().id();
+        loop {
+            let threads = std::mem::take(&mut lock(&s.workers).threads);
+            if threads.is_empty() {
+                break;
+            }
+            for t in threads {
+                // A pool dropped by one of its own tasks must not join itself.
+                if t.thread().id() != me {
+                    let _ = t.join();
+                }
+            }
+        }
+    }
+
+    /// Live counters (submitted, running, done, failed).
+    pub fn counters(&self) -> crate::monitor::Counters {
+        self.shared.recorder.counters()
+    }
+
+    fn resize(&self, n: usize) -> Result<(), PoolError> {
+        if n == 0 {
+            return Err(PoolError::ZeroWorkers);
+        }
+        let s = &self.shared;
+        {
+            let mut w = lock(&s.workers);
+            s.target.store(n, Ordering::SeqCst);
+            w.threads.retain(|t| !t.is_finished());
+            if w.occupied.len() < n {
+                w.occupied.resize(n, false);
+            }
+            for index in 0..n {
+                if w.occupied[index] {
+                    continue;
+                }
+                let local = Worker::new_fifo();
+                {
+                    let mut stealers = s.stealers.write().unwrap_or_else(|p| p.into_inner());
+                    if stealers.len() <= index {
+                        stealers.resize_with(index + 1, || None);
+                    }
+                    stealers[index] = Some(local.stealer());
+                }
+                let shared = Arc::clone(s);
+                let thread = std::thread::Builder::new()
+                    .name(format!("{}-{}", s.thread_name, index + 1))
+                    .spawn(move || worker_main(shared, index, local))
+                    .map_err(|source| PoolError::Spawn {
+                        worker: index + 1,
+                        source,
+                    })?;
+                w.occupied[index] = true;
+                w.threads.push(thread);
+            }
+        }
+        s.recorder.set_capacity(n);
+        // Surplus workers may be parked; wake them so they notice and leave.
+        s.wake_all();
+        Ok(())
+    }
+}
+
+impl Default for ThreadPool {
+    /// A pool with one worker per core. Panics only if the OS refuses to start threads.
+    fn default() -> Self {
+        ThreadPool::new().expect("the OS refused to start the pool's worker threads")
+    }
+}
+
+impl Executor for ThreadPool {
+    fn kind(&self) -> &'static str {
+        "thread_pool"
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.target.load(Ordering::Relaxed)
+    }
+
+    fn set_workers(&self, workers: usize) -> Result<(), PoolError> {
+        self.resize(workers)
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+}
+
+impl ThreadPool {
+    /// The run's recorder (also through [`Executor::recorder`]).
+    pub fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+
+    /// The summary and findings so far (also through [`Executor::report`]).
+    pub fn report(&self) -> Report {
+        self.shared.recorder.report()
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.close(ShutdownMode::Wait);
+    }
+}
+
+impl Shared {
+    fn push(&self, job: Job) {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+        self.injector.push(job);
+        self.wake_one();
+    }
+
+    fn wake_one(&self) {
+        // Pairs with the sleeper's increment-then-recheck: either it sees the new job, or we
+        // see it counted and notify while it waits (it holds `sleep` until it waits).
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.sleep);
+            self.wake.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        let _g = lock(&self.sleep);
+        self.wake.notify_all();
+    }
+
+    fn find_job(&self, index: usize, local: &Worker<Job>) -> Option<Job> {
+        if let Some(job) = local.pop() {
+            return Some(job);
+        }
+        loop {
+            match self.injector.steal_batch_and_pop(local) {
+                Steal::Success(job) => {
+                    if !local.is_empty() {
+                        // Others may be asleep while this worker holds a batch they could steal.
+                        self.wake_one();
+                    }
+                    return Some(job);
+                }
+                Steal::Retry => continue,
+                Steal::Empty => break,
+            }
+        }
+        let stealers = self.stealers.read().unwrap_or_else(|p| p.into_inner());
+        let n = stealers.len();
+        for k in 1..n {
+            if let Some(st) = &stealers[(index + k) % n] {
+                loop {
+                    match st.steal() {
+                        Steal::Success(job) => return Some(job),
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn has_visible_work(&self) -> bool {
+        if !self.injector.is_empty() {
+            return true;
+        }
+        let stealers = self.stealers.read().unwrap_or_else(|p| p.into_inner());
+        stealers.iter().flatten().any(|s| !s.is_empty())
+    }
+
+    fn done_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0
+    }
+
+    /// Leaves if this worker's slot is no longer wanted. Hands any local jobs back first.
+    fn try_retire(&self, index: usize, local: &Worker<Job>) -> bool {
+        let mut w = lock(&self.workers);
+        if index < self.target.load(Ordering::SeqCst) && !self.done_closing() {
+            return false;
+        }
+        if let Some(o) = w.occupied.get_mut(index) {
+            *o = false;
+        }
+        {
+            let mut stealers = self.stealers.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = stealers.get_mut(index) {
+                *s = None;
+            }
+        }
+        let mut handed_back = false;
+        while let Some(job) = local.pop() {
+            self.injector.push(job);
+            handed_back = true;
+        }
+        drop(w);
+        if handed_back {
+            self.wake_all();
+        }
+        true
+    }
+
+    fn park(&self, index: usize) {
+        let g = lock(&self.sleep);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let wake_now = self.has_visible_work()
+            || self.done_closing()
+            || index >= self.target.load(Ordering::SeqCst);
+        let g = if wake_now { g } else { wait(&self.wake, g) };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        drop(g);
+    }
+}
+
+fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
+    CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
+    let rec = shared.recorder.worker(index as u32 + 1);
+    loop {
+        if (index >= shared.target.load(Ordering::SeqCst) || shared.done_closing())
+            && shared.try_retire(index, &local)
+        {
+            return;
+        }
+        let mut job = shared.find_job(index, &local);
+        let mut spins = 0;
+        while job.is_none() && spins < SPIN_ROUNDS && !shared.closing.load(Ordering::Relaxed) {
+            std::thread::yield_now();
+            job = shared.find_job(index, &local);
+            spins += 1;
+        }
+        match job {
+            Some(job) => {
+                let cancel = shared.cancel_pending.load(Ordering::SeqCst);
+                job(&rec, cancel);
+                if shared.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
+                    && shared.closing.load(Ordering::SeqCst)
+                {
+                    shared.wake_all();
+                }
+            }
+            None => shared.park(index),
+        }
+    }
+}
+
+/// Builds the job and handle for one closure.
+fn one_task<F, T>(recorder: &Recorder, f: F) -> (Job, Handle<T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let id = recorder.submit(1);
+    let submitted = recorder.now_ns();
+    let (promise, handle) = Promise::new(id);
+    let job: Job = Box::new(move |w: &WorkerRecorder, cancel: bool| {
+        run_one(w, cancel, id, submitted, promise, f)
+    });
+    (job, handle)
+}
+
+fn run_one<F, T>(
+    w: &WorkerRecorder,
+    cancel: bool,
+    id: TaskId,
+    submitted: u64,
+    promise: Promise<T>,
+    f: F,
+) where
+    F: FnOnce() -> T,
+{
+    if cancel || !promise.try_start() {
+        w.cancelled(id, submitted, 1);
+        drop(promise);
+        return;
+    }
+    let meter = w.begin();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => {
+            w.finish(meter, id, submitted, 1, Outcome::Ok);
+            promise.complete(Ok(v));
+        }
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            w.finish(meter, id, submitted, 1, Outcome::Panicked);
+            promise.complete(Err(TaskError::Panicked { id, message }));
+        }
+    }
+}
+
+fn run_chunk<T, R>(
+    w: &WorkerRecorder,
+    cancel: bool,
+    first: TaskId,
+    submitted: u64,
+    promise: Promise<Chunk<R>>,
+    items: Vec<T>,
+    f: &(dyn Fn(T) -> R + Send + Sync),
+) {
+    let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    if cancel || !promise.try_start() {
+        w.cancelled(first, submitted, n);
+        drop(promise);
+        return;
+    }
+    let meter = w.begin();
+    let t0 = Instant::now();
+    let mut values = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (pos, item) in items.into_iter().enumerate() {
+        match catch_unwind(AssertUnwindSafe(|| f(item))) {
+            Ok(v) => values.push(v),
+            Err(payload) => {
+                let id = TaskId(first.0 + pos as u64);
+                errors.push((
+                    pos as u32,
+                    TaskError::Panicked {
+                        id,
+                        message: panic_message(payload.as_ref()),
+                    },
+                ));
+            }
+        }
+    }
+    let busy_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let outcome = if errors.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Panicked
+    };
+    w.finish(meter, first, submitted, n, outcome);
+    promise.complete(Ok(Chunk {
+        values,
+        errors,
+        busy_ns,
+    }));
+}
+
+/// Spawns tasks that may borrow from the stack of [`ThreadPool::scope`]'s caller.
+pub struct Scope<'scope, 'env: 'scope> {
+    pool: &'scope ThreadPool,
+    live: Arc<ScopeCount>,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+impl std::fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("live", &*lock(&self.live.n))
+            .finish()
+    }
+}
+
+struct ScopeCount {
+    n: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl ScopeCount {
+    fn wait_for_zero(&self) {
+        let mut n = lock(&self.n);
+        while *n > 0 {
+            n = wait(&self.zero, n);
+        }
+    }
+}
+
+/// Counts one scoped task; dropped last, after the task's closure and captures are gone.
+struct ScopeTicket(Arc<ScopeCount>);
+
+impl Drop for ScopeTicket {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.n);
+        *n -= 1;
+        if *n == 0 {
+            self.0.zero.notify_all();
+        }
+    }
+}
+
+/// A scoped job. Fields drop in declaration order, so the closure (and whatever it borrows) is
+/// gone before the ticket lets the scope end.
+struct ScopedJob<F, T> {
+    f: Option<F>,
+    promise: Option<Promise<T>>,
+    id: TaskId,
+    submitted: u64,
+    _ticket: ScopeTicket,
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Runs `f` on the pool; it may borrow anything that outlives the scope.
+    pub fn spawn<F, T>(&'scope self, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        *lock(&self.live.n) += 1;
+        let recorder = &self.pool.shared.recorder;
+        let id = recorder.submit(1);
+        let submitted = recorder.now_ns();
+        let (promise, handle) = Promise::new(id);
+        let mut job = ScopedJob {
+            f: Some(f),
+            promise: Some(promise),
+            id,
+            submitted,
+            _ticket: ScopeTicket(Arc::clone(&self.live)),
+        };
+        let boxed: ScopedJobBox<'scope> = Box::new(move |w: &WorkerRecorder, cancel: bool| {
+            if let (Some(f), Some(promise)) = (job.f.take(), job.promise.take()) {
+                run_one(w, cancel, job.id, job.submitted, promise, f);
+            }
+            drop(job);
+        });
+        // SAFETY: `scope` does not return until every ticket is dropped, and a ticket is dropped
+        // only after its job's closure and captures (see `ScopedJob`), so nothing borrowed for
+        // 'scope is used after 'scope ends. The pool always runs or cancels a job it was given,
+        // and a job dropped unrun drops its ticket last too.
+        let job: Job = unsafe {
+            std::mem::transmute::<Box<dyn FnOnce(&WorkerRecorder, bool) + Send + 'scope>, Job>(
+                boxed,
+            )
+        };
+        self.pool.shared.push(job);
+        handle
+    }
+}

@@ -1,0 +1,3 @@
+//! Workload analysis and, later, concurrency control.
+
+pub mod classify;
