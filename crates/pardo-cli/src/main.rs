@@ -1,5 +1,7 @@
 //! `pardo`: run commands in parallel and see how it went.
 
+mod demo;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,5 +15,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    Ok(ExitCode::SUCCESS)
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match args.first().and_then(|a| a.to_str()) {
+        Some("demo") => demo::run(),
+        _ => anyhow::bail!("usage: pardo demo (running commands arrives with the command runner)"),
+    }
 }

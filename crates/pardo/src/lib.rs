@@ -41,6 +41,7 @@ mod pool;
 mod sync;
 mod task;
 pub mod tune;
+pub mod workloads;
 
 pub use executor::{Executor, ShutdownMode};
 pub use handle::{as_completed, AsCompleted, Handle};

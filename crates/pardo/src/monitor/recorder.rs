@@ -329,8 +329,7 @@ impl WorkerRecorder {
         let cpu = ThreadCpu::now();
         let mut r = TaskRecord::new(id, self.worker, submitted_ns, meter.started_ns, finished_ns);
         r.items = items;
-        r.cpu_user_ns = cpu.user_ns.saturating_sub(meter.cpu.user_ns);
-        r.cpu_sys_ns = cpu.sys_ns.saturating_sub(meter.cpu.sys_ns);
+        (r.cpu_user_ns, r.cpu_sys_ns) = cpu.since(&meter.cpu);
         r.outcome = outcome;
         self.write(r);
     }
@@ -378,26 +377,47 @@ impl WorkerRecorder {
 }
 
 /// The calling thread's CPU time so far, split into user and system.
+///
+/// The total comes from `CLOCK_THREAD_CPUTIME_ID`, which is exact to the nanosecond at the moment
+/// of reading. `getrusage(RUSAGE_THREAD)` alone lags by up to a scheduler tick (it is brought up
+/// to date only at ticks and context switches), which made millisecond tasks look partly idle;
+/// it is used only for the system-time share.
 #[derive(Clone, Copy, Debug, Default)]
-struct ThreadCpu {
-    user_ns: u64,
+pub(crate) struct ThreadCpu {
+    total_ns: u64,
     sys_ns: u64,
 }
 
 impl ThreadCpu {
-    fn now() -> ThreadCpu {
+    pub(crate) fn now() -> ThreadCpu {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is valid for writes; the clock id is a constant the kernel knows.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        let total_ns = if rc == 0 {
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        } else {
+            0
+        };
         let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: `ru` is valid for writes; RUSAGE_THREAD asks about the calling thread only.
         let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) };
-        if rc != 0 {
-            return ThreadCpu::default();
-        }
-        // SAFETY: getrusage succeeded and filled the struct.
-        let ru = unsafe { ru.assume_init() };
-        let tv = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000_000 + (t.tv_usec as u64) * 1_000;
-        ThreadCpu {
-            user_ns: tv(ru.ru_utime),
-            sys_ns: tv(ru.ru_stime),
-        }
+        let sys_ns = if rc == 0 {
+            // SAFETY: getrusage succeeded and filled the struct.
+            let ru = unsafe { ru.assume_init() };
+            ru.ru_stime.tv_sec as u64 * 1_000_000_000 + ru.ru_stime.tv_usec as u64 * 1_000
+        } else {
+            0
+        };
+        ThreadCpu { total_ns, sys_ns }
+    }
+
+    /// CPU used since `earlier`, as (user, system).
+    pub(crate) fn since(&self, earlier: &ThreadCpu) -> (u64, u64) {
+        let total = self.total_ns.saturating_sub(earlier.total_ns);
+        let sys = self.sys_ns.saturating_sub(earlier.sys_ns).min(total);
+        (total - sys, sys)
     }
 }
