@@ -27,8 +27,7 @@ fn wait_task(_: u64) {
 /// Runs `w` on a fresh thread pool of `workers` and returns the pool's report.
 fn measure(w: &Workload, workers: usize) -> anyhow::Result<Report> {
     let pool = ThreadPool::builder().workers(workers).build()?;
-    let run = w.run;
-    for result in pool.map(0..w.tasks, move |i| run(i)).chunk_size(1) {
+    for result in pool.map(0..w.tasks, w.run).chunk_size(1) {
         result?;
     }
     Ok(pool.shutdown(ShutdownMode::Wait))
