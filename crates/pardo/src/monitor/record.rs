@@ -28,6 +28,7 @@ use crate::task::{Outcome, TaskId};
 ///   rusage of the process and its children for processes);
 /// - `max_rss_bytes`: peak resident memory, for processes only;
 /// - `exit_code`, `signal`: how a process ended, for processes only;
+/// - `output_bytes`: bytes the task wrote to stdout and stderr, for commands only;
 /// - `outcome`: see [`Outcome`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -57,6 +58,8 @@ pub struct TaskRecord {
     pub exit_code: Option<i32>,
     /// Terminating signal (processes only).
     pub signal: Option<i32>,
+    /// Bytes written to stdout and stderr (commands only).
+    pub output_bytes: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
 }
@@ -92,6 +95,7 @@ impl TaskRecord {
             max_rss_bytes: None,
             exit_code: None,
             signal: None,
+            output_bytes: None,
             outcome: Outcome::Ok,
         }
     }
