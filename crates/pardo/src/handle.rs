@@ -139,7 +139,6 @@ impl<T> Drop for Promise<T> {
 /// let h = pool.submit(|| 6 * 7);
 /// assert_eq!(h.wait(), Ok(42));
 /// ```
-#[must_use = "a dropped handle detaches the task; call wait() to get its result"]
 pub struct Handle<T> {
     id: TaskId,
     slot: Arc<Slot<T>>,

@@ -10,6 +10,8 @@ const LOW_UTILISATION: f64 = 0.6;
 const IDLE_TAIL_SHARE: f64 = 0.2;
 /// Busiest worker this much above the mean is worth a finding.
 const IMBALANCE: f64 = 0.5;
+/// Waiting for a core this share of task time or more is worth a finding.
+const CPU_STARVED_SHARE: f64 = 0.2;
 /// Tasks shorter than this on average are "tiny".
 const TINY_TASK_NS: u64 = 20_000;
 
@@ -44,6 +46,16 @@ pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
             }
         }
         _ => {}
+    }
+    if let (Some(wait), true) = (r.cpu_wait_ns, r.busy_ns > 0) {
+        let wait_share = wait as f64 / r.busy_ns as f64;
+        if wait_share >= CPU_STARVED_SHARE {
+            out.push(Finding::CpuStarved {
+                wait_share,
+                workers: r.workers,
+                cores,
+            });
+        }
     }
     if (r.tasks as f64) < r.workers.floor() {
         out.push(Finding::FewerTasksThanWorkers {
@@ -160,6 +172,30 @@ mod tests {
             .findings
             .iter()
             .any(|f| matches!(f, Finding::IdleTail { .. })));
+    }
+
+    #[test]
+    fn waiting_for_a_core_still_counts_as_cpu_bound_and_is_reported() {
+        // Each task ran 1 ms, half on the CPU and half waiting for a core.
+        let mut recs = tasks(20, 4, 1_000_000, 500_000);
+        for r in &mut recs {
+            r.cpu_wait_ns = Some(500_000);
+        }
+        let report = Report::from_records(run(4, 2), &recs);
+        assert_eq!(report.cpu_ratio, Some(0.5));
+        assert_eq!(report.cpu_demand, Some(1.0));
+        assert_eq!(report.workload, Workload::CpuBound);
+        let starved = report
+            .findings
+            .iter()
+            .find(|f| matches!(f, Finding::CpuStarved { .. }));
+        assert_eq!(
+            starved.map(ToString::to_string).as_deref(),
+            Some(
+                "tasks waited for a free core 50% of their run time: more threads wanted the CPU \
+                 than its 2 cores (other programs, or 4 workers); fewer jobs would finish as soon"
+            )
+        );
     }
 
     #[test]

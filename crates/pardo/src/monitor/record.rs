@@ -26,6 +26,9 @@ use crate::task::{Outcome, TaskId};
 ///   `started_ns == finished_ns`, the moment it was dropped;
 /// - `cpu_user_ns`, `cpu_sys_ns`: CPU used (thread CPU clock for in-process tasks, `wait4`
 ///   rusage of the process and its children for processes);
+/// - `cpu_wait_ns`: time the task was ready to run but waited for a core (the scheduler's
+///   run-queue delay, from `/proc/thread-self/schedstat`), where measured — it tells a CPU-bound
+///   task on a crowded machine from one that waits on I/O;
 /// - `max_rss_bytes`: peak resident memory, for processes only;
 /// - `exit_code`, `signal`: how a process ended, for processes only;
 /// - `output_bytes`: bytes the task wrote to stdout and stderr, for commands only;
@@ -52,6 +55,8 @@ pub struct TaskRecord {
     pub cpu_user_ns: u64,
     /// System CPU time it used.
     pub cpu_sys_ns: u64,
+    /// Time spent ready to run but waiting for a core, where measured.
+    pub cpu_wait_ns: Option<u64>,
     /// Peak resident memory in bytes (processes only).
     pub max_rss_bytes: Option<u64>,
     /// Exit code (processes only).
@@ -92,6 +97,7 @@ impl TaskRecord {
             finished_ns,
             cpu_user_ns: 0,
             cpu_sys_ns: 0,
+            cpu_wait_ns: None,
             max_rss_bytes: None,
             exit_code: None,
             signal: None,

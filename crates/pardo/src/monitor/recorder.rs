@@ -143,8 +143,9 @@ impl Recorder {
     }
 
     /// The writer for worker slot `worker` (from 1). Executors keep one per worker thread.
+    /// Slot 0 is for records of tasks that never reached a worker (cancelled while queued).
     pub fn worker(&self, worker: u32) -> WorkerRecorder {
-        let index = worker.saturating_sub(1) as usize;
+        let index = worker as usize;
         {
             let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
             if let Some(log) = logs.get(index) {
@@ -330,6 +331,7 @@ impl WorkerRecorder {
         let mut r = TaskRecord::new(id, self.worker, submitted_ns, meter.started_ns, finished_ns);
         r.items = items;
         (r.cpu_user_ns, r.cpu_sys_ns) = cpu.since(&meter.cpu);
+        r.cpu_wait_ns = cpu.waited_since(&meter.cpu);
         r.outcome = outcome;
         self.write(r);
     }
@@ -386,6 +388,8 @@ impl WorkerRecorder {
 pub(crate) struct ThreadCpu {
     total_ns: u64,
     sys_ns: u64,
+    /// Run-queue delay so far, when the kernel exposes it.
+    wait_ns: Option<u64>,
 }
 
 impl ThreadCpu {
@@ -411,7 +415,16 @@ impl ThreadCpu {
         } else {
             0
         };
-        ThreadCpu { total_ns, sys_ns }
+        ThreadCpu {
+            total_ns,
+            sys_ns,
+            wait_ns: run_queue_wait_ns(),
+        }
+    }
+
+    /// Time spent waiting for a core since `earlier`, if measured both times.
+    pub(crate) fn waited_since(&self, earlier: &ThreadCpu) -> Option<u64> {
+        Some(self.wait_ns?.saturating_sub(earlier.wait_ns?))
     }
 
     /// CPU used since `earlier`, as (user, system).
@@ -419,5 +432,43 @@ impl ThreadCpu {
         let total = self.total_ns.saturating_sub(earlier.total_ns);
         let sys = self.sys_ns.saturating_sub(earlier.sys_ns).min(total);
         (total - sys, sys)
+    }
+}
+
+thread_local! {
+    /// This thread's `/proc/thread-self/schedstat`, opened once: `thread-self` is resolved at
+    /// open time, so the descriptor keeps describing this thread, and each read is one `pread`.
+    static SCHEDSTAT: Option<std::fs::File> = std::fs::File::open("/proc/thread-self/schedstat").ok();
+}
+
+/// The calling thread's total run-queue delay in ns (second field of `schedstat`).
+fn run_queue_wait_ns() -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    SCHEDSTAT.with(|f| {
+        let f = f.as_ref()?;
+        let mut buf = [0u8; 96];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        text.split_ascii_whitespace().nth(1)?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_cpu_counts_work_and_run_queue_wait_is_read() {
+        let before = ThreadCpu::now();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let after = ThreadCpu::now();
+        let (user, sys) = after.since(&before);
+        assert!(user + sys > 0);
+        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+            assert!(after.waited_since(&before).is_some());
+        }
     }
 }

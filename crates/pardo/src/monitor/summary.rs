@@ -38,6 +38,10 @@ pub struct Accumulator {
     busy_ns: u128,
     cpu_user_ns: u128,
     cpu_sys_ns: u128,
+    /// Records whose run-queue wait was measured: Σ wall, Σ cpu, Σ wait.
+    measured_wall_ns: u128,
+    measured_cpu_ns: u128,
+    cpu_wait_ns: u128,
     max_rss_bytes: Option<u64>,
     duration: Histogram<u64>,
     queue_wait: Histogram<u64>,
@@ -62,6 +66,9 @@ impl Default for Accumulator {
             busy_ns: 0,
             cpu_user_ns: 0,
             cpu_sys_ns: 0,
+            measured_wall_ns: 0,
+            measured_cpu_ns: 0,
+            cpu_wait_ns: 0,
             max_rss_bytes: None,
             duration: histogram(),
             queue_wait: histogram(),
@@ -87,6 +94,11 @@ impl Accumulator {
         self.busy_ns += u128::from(wall);
         self.cpu_user_ns += u128::from(r.cpu_user_ns);
         self.cpu_sys_ns += u128::from(r.cpu_sys_ns);
+        if let Some(wait) = r.cpu_wait_ns {
+            self.measured_wall_ns += u128::from(wall);
+            self.measured_cpu_ns += u128::from(r.cpu_ns());
+            self.cpu_wait_ns += u128::from(wait);
+        }
         if let Some(rss) = r.max_rss_bytes {
             self.max_rss_bytes = Some(self.max_rss_bytes.map_or(rss, |m| m.max(rss)));
         }
@@ -128,6 +140,9 @@ impl Accumulator {
         self.busy_ns += other.busy_ns;
         self.cpu_user_ns += other.cpu_user_ns;
         self.cpu_sys_ns += other.cpu_sys_ns;
+        self.measured_wall_ns += other.measured_wall_ns;
+        self.measured_cpu_ns += other.measured_cpu_ns;
+        self.cpu_wait_ns += other.cpu_wait_ns;
         self.max_rss_bytes = match (self.max_rss_bytes, other.max_rss_bytes) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -247,6 +262,11 @@ pub struct Report {
     pub efficiency: f64,
     /// Σ CPU / Σ task wall; `None` when nothing ran.
     pub cpu_ratio: Option<f64>,
+    /// Σ time tasks were ready to run but waited for a core, where measured.
+    pub cpu_wait_ns: Option<u64>,
+    /// (Σ CPU + Σ wait for a core) / Σ task wall over tasks where the wait was measured: how
+    /// much of their time tasks *wanted* a CPU, whether or not they got one.
+    pub cpu_demand: Option<f64>,
     /// The verdict drawn from the CPU ratio and CPU saturation.
     pub workload: Workload,
     /// Per-item run time.
@@ -315,10 +335,14 @@ impl Report {
             0.0
         };
         let cpu_ratio = (busy_ns > 0).then(|| ratio(cpu_ns, busy_ns));
+        let measured = acc.measured_wall_ns > 0;
+        let cpu_wait_ns = measured.then(|| u64::try_from(acc.cpu_wait_ns).unwrap_or(u64::MAX));
+        let cpu_demand = measured
+            .then(|| ratio(acc.measured_cpu_ns + acc.cpu_wait_ns, acc.measured_wall_ns).min(1.0));
         // Share of the machine's CPU the run used, over the cores the workers could occupy.
         let usable_cores = (workers.ceil() as usize).clamp(1, run.cores.max(1));
         let saturation = ratio(cpu_ns, u128::from(wall_ns) * usable_cores as u128);
-        let workload = classify(cpu_ratio, saturation, workers, run.cores);
+        let workload = classify(cpu_demand.or(cpu_ratio), saturation, workers, run.cores);
         let throughput_per_s = if wall_ns == 0 {
             0.0
         } else {
@@ -373,6 +397,8 @@ impl Report {
             speedup,
             efficiency,
             cpu_ratio,
+            cpu_wait_ns,
+            cpu_demand,
             workload,
             duration,
             queue_wait,
@@ -439,6 +465,15 @@ pub enum Finding {
     LoadImbalance {
         /// Busiest / mean − 1.
         imbalance: f64,
+    },
+    /// Tasks were ready to run but waited for a free core for a large share of their time.
+    CpuStarved {
+        /// Σ wait for a core / Σ task wall.
+        wait_share: f64,
+        /// Mean workers.
+        workers: f64,
+        /// Cores available.
+        cores: usize,
     },
     /// Tasks so short that dispatch overhead matters.
     TinyTasks {
@@ -509,6 +544,13 @@ impl fmt::Display for Finding {
                 f,
                 "uneven load: the busiest worker worked {:.0}% more than the average",
                 imbalance * 100.0
+            ),
+            Finding::CpuStarved { wait_share, workers, cores } => write!(
+                f,
+                "tasks waited for a free core {:.0}% of their run time: more threads wanted the CPU \
+                 than its {cores} cores (other programs, or {workers:.0} workers); fewer jobs \
+                 would finish as soon",
+                wait_share * 100.0
             ),
             Finding::TinyTasks { mean_ns } => write!(
                 f,

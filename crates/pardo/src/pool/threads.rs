@@ -325,6 +325,19 @@ impl ThreadPool {
         let s = &self.shared;
         if mode == ShutdownMode::CancelPending {
             s.cancel_pending.store(true, Ordering::SeqCst);
+            // Cancel what is still in the shared queue now, rather than when a worker gets to
+            // it, so callers see their handles fail while the running tasks are still going.
+            let unassigned = s.recorder.worker(0);
+            loop {
+                match s.injector.steal() {
+                    Steal::Success(job) => {
+                        job(&unassigned, true);
+                        s.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Steal::Retry => continue,
+                    Steal::Empty => break,
+                }
+            }
         }
         s.closing.store(true, Ordering::SeqCst);
         s.wake_all();
@@ -341,6 +354,16 @@ impl ThreadPool {
                 }
             }
         }
+    }
+
+    /// Worker threads alive now. After shrinking, this falls to the new count as surplus workers
+    /// finish their current task and leave.
+    pub fn live_workers(&self) -> usize {
+        lock(&self.shared.workers)
+            .occupied
+            .iter()
+            .filter(|o| **o)
+            .count()
     }
 
     /// Live counters (submitted, running, done, failed).

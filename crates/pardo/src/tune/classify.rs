@@ -32,12 +32,14 @@ pub const CPU_BOUND_RATIO: f64 = 0.75;
 /// CPU ratio at or below which work is I/O-bound.
 pub const IO_BOUND_RATIO: f64 = 0.25;
 
-/// The verdict from the CPU ratio (Σ cpu / Σ wall of tasks) and the CPU saturation (Σ cpu /
+/// The verdict from how much of their time tasks wanted the CPU, and the CPU saturation (Σ cpu /
 /// (wall × usable cores)).
 ///
-/// With more workers than cores, CPU-bound tasks wait for a core and their wall time grows, so
-/// their CPU ratio falls towards cores / workers; the saturation still shows the cores were full,
-/// and the verdict stays CPU-bound.
+/// `cpu_share` is the CPU demand ((Σ cpu + Σ wait for a core) / Σ wall) where the wait for a
+/// core was measured, else the CPU ratio (Σ cpu / Σ wall). Demand is the better measure: on a
+/// crowded machine CPU-bound tasks wait for a core and their CPU ratio falls, but they never
+/// stopped wanting the CPU. Without that measurement, the saturation still shows when more
+/// workers than cores kept every core full.
 ///
 /// ```
 /// use pardo::tune::classify::{classify, Workload};

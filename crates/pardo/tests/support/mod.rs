@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A gate tasks wait at until the test opens it.
+#[derive(Default)]
+pub struct Latch {
+    open: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Latch {
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cond.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cond.wait(open).unwrap();
+        }
+    }
+}
+
+/// Waits for a condition that must become true. This is a liveness guard, not a timing check:
+/// the limit is far above anything a correct pool needs, and hitting it fails the test.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < limit, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Burns roughly `n` iterations of CPU in a way the optimiser cannot remove.
+pub fn spin(n: u64) -> u64 {
+    let mut x = n;
+    for i in 0..n {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
