@@ -1,2 +1,120 @@
-//! Placeholder replaced below.
-fn main() {}
+//! Thread pool against rayon, side by side in one run. `bench/criterion_ratios.py` turns the
+//! results into the ratios recorded in BENCHMARKS.md.
+//!
+//! Run: `cargo bench -p pardo --bench thread_pool`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pardo::ThreadPool;
+use rayon::prelude::*;
+
+const ITEMS: u64 = 1_000_000;
+
+fn workers() -> usize {
+    pardo::monitor::available_cores()
+}
+
+/// A million trivial items: rayon's `par_iter().map(..).collect()` against pardo's indexed
+/// `map_slice` and its streaming `map` (each with monitoring on and off), on the same Vec with
+/// one worker per core.
+fn map_trivial(c: &mut Criterion) {
+    let input: Vec<u64> = (0..ITEMS).collect();
+    let rayon_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers())
+        .build()
+        .expect("rayon pool");
+    let on = ThreadPool::builder()
+        .workers(workers())
+        .build()
+        .expect("pardo pool");
+    let off = ThreadPool::builder()
+        .workers(workers())
+        .monitoring(false)
+        .build()
+        .expect("pardo pool");
+
+    let mut g = c.benchmark_group("map_1m_trivial");
+    g.throughput(Throughput::Elements(ITEMS));
+    g.bench_function("rayon_par_iter_collect", |b| {
+        b.iter(|| {
+            let out: Vec<u64> =
+                rayon_pool.install(|| input.par_iter().map(|x| x.wrapping_mul(3) ^ 7).collect());
+            black_box(out)
+        })
+    });
+    g.bench_function("pardo_map_monitoring_on", |b| {
+        b.iter(|| {
+            let out: Vec<u64> = on
+                .map(input.iter().copied(), |x| x.wrapping_mul(3) ^ 7)
+                .collect::<Result<_, _>>()
+                .expect("no task fails");
+            black_box(out)
+        })
+    });
+    g.bench_function("pardo_map_slice_monitoring_on", |b| {
+        b.iter(|| {
+            black_box(
+                on.map_slice(&input, |x| x.wrapping_mul(3) ^ 7)
+                    .expect("no task fails"),
+            )
+        })
+    });
+    g.bench_function("pardo_map_slice_monitoring_off", |b| {
+        b.iter(|| {
+            black_box(
+                off.map_slice(&input, |x| x.wrapping_mul(3) ^ 7)
+                    .expect("no task fails"),
+            )
+        })
+    });
+    g.bench_function("pardo_map_monitoring_off", |b| {
+        b.iter(|| {
+            let out: Vec<u64> = off
+                .map(input.iter().copied(), |x| x.wrapping_mul(3) ^ 7)
+                .collect::<Result<_, _>>()
+                .expect("no task fails");
+            black_box(out)
+        })
+    });
+    g.finish();
+}
+
+/// One small task submitted and waited for: pardo's `submit` + `wait` against rayon's `spawn`
+/// with a channel back.
+fn submit_wait(c: &mut Criterion) {
+    let rayon_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers())
+        .build()
+        .expect("rayon pool");
+    let pool = ThreadPool::builder()
+        .workers(workers())
+        .build()
+        .expect("pardo pool");
+    let mut g = c.benchmark_group("submit_wait_one");
+    g.bench_function("rayon_spawn_channel", |b| {
+        b.iter_batched(
+            || std::sync::mpsc::sync_channel(1),
+            |(tx, rx)| {
+                rayon_pool.spawn(move || {
+                    let _ = tx.send(black_box(41u64) + 1);
+                });
+                black_box(rx.recv().expect("rayon task ran"))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("pardo_submit_wait", |b| {
+        b.iter(|| {
+            black_box(
+                pool.submit(|| black_box(41u64) + 1)
+                    .wait()
+                    .expect("task ran"),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, map_trivial, submit_wait);
+criterion_main!(benches);

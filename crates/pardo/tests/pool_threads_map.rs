@@ -162,3 +162,37 @@ fn scope_waits_for_its_tasks_even_when_the_body_panics() {
     assert!(result.is_err());
     assert_eq!(done.load(Ordering::SeqCst), 10);
 }
+
+#[test]
+fn map_slice_returns_results_in_order_with_one_record_per_chunk() {
+    let pool = ThreadPool::builder().workers(2).build().unwrap();
+    let input: Vec<u64> = (0..100_003).collect();
+    let out = pool.map_slice(&input, |x| x * 2 + 1).unwrap();
+    assert_eq!(out, input.iter().map(|x| x * 2 + 1).collect::<Vec<_>>());
+    let records = pool.recorder().records();
+    assert!(
+        records.len() > 1 && records.len() < 1_000,
+        "{} chunk records",
+        records.len()
+    );
+    let empty: Vec<u64> = pool.map_slice(&[] as &[u64], |x| *x).unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn map_slice_reports_a_panicking_item_and_keeps_the_pool() {
+    let pool = ThreadPool::builder().workers(2).build().unwrap();
+    let input: Vec<String> = (0..1_000).map(|i| i.to_string()).collect();
+    let err = pool
+        .map_slice(&input, |s| {
+            assert!(s != "777", "bad item {s}");
+            s.clone()
+        })
+        .unwrap_err();
+    assert_eq!(err.panic_message(), Some("bad item 777"));
+    // Owned results written before the panic are leaked, not double-dropped; the pool goes on.
+    assert_eq!(
+        pool.map_slice(&input[..3], |s| s.len()).unwrap(),
+        vec![1, 1, 1]
+    );
+}

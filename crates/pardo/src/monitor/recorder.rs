@@ -145,6 +145,8 @@ impl Recorder {
     /// The writer for worker slot `worker` (from 1). Executors keep one per worker thread.
     /// Slot 0 is for records of tasks that never reached a worker (cancelled while queued).
     pub fn worker(&self, worker: u32) -> WorkerRecorder {
+        // Open this thread's schedstat descriptor now, not inside the first task's measurement.
+        let _ = run_queue_wait_ns();
         let index = worker as usize;
         {
             let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
@@ -301,15 +303,16 @@ impl WorkerRecorder {
     /// Marks a task running on this worker and reads its start time and the thread's CPU clock.
     pub fn begin(&self) -> Meter {
         self.log.running.store(1, Ordering::Relaxed);
+        // Wall clock first, CPU clock second (and the reverse in `finish`): the CPU interval
+        // then lies inside the wall interval, so a task's CPU time never exceeds its wall time
+        // by the cost of the clock reads.
+        let started_ns = self.recorder.now_ns();
         let cpu = if self.recorder.inner.enabled {
             ThreadCpu::now()
         } else {
             ThreadCpu::default()
         };
-        Meter {
-            started_ns: self.recorder.now_ns(),
-            cpu,
-        }
+        Meter { started_ns, cpu }
     }
 
     /// Ends a task begun with [`WorkerRecorder::begin`] on this same thread and writes its record.
@@ -326,8 +329,8 @@ impl WorkerRecorder {
             self.count(outcome);
             return;
         }
-        let finished_ns = self.recorder.now_ns();
         let cpu = ThreadCpu::now();
+        let finished_ns = self.recorder.now_ns();
         let mut r = TaskRecord::new(id, self.worker, submitted_ns, meter.started_ns, finished_ns);
         r.items = items;
         (r.cpu_user_ns, r.cpu_sys_ns) = cpu.since(&meter.cpu);

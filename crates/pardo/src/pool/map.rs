@@ -19,22 +19,69 @@ use crate::task::{TaskError, TaskId};
 pub const BATCH_TARGET_NS: u64 = 100_000;
 /// Items taking this long or more are never batched.
 pub const SOLO_ITEM_NS: u64 = 10_000;
-/// The largest automatic chunk.
-pub const MAX_CHUNK: usize = 1 << 16;
+/// The largest automatic chunk. Small enough that a window of chunk buffers is reused many times
+/// over a long input instead of being allocated (and faulted in) afresh.
+pub const MAX_CHUNK: usize = 1 << 14;
 
 /// What a worker sends back for one chunk.
 #[derive(Debug)]
-pub(crate) struct Chunk<R> {
-    /// Values of the items that succeeded, in input order.
+pub(crate) struct Chunk<T, R> {
+    /// Values of the items that succeeded, in input order (written into the buffer the chunk
+    /// was submitted with).
     pub(crate) values: Vec<R>,
     /// Items that failed: position in the chunk and why, in input order.
     pub(crate) errors: Vec<(u32, TaskError)>,
     /// Time spent running the items, to size later chunks.
     pub(crate) busy_ns: u64,
+    /// The chunk's input buffer, emptied, handed back for the next chunk.
+    pub(crate) spare: Vec<T>,
 }
 
-/// Submits one chunk: its first task id and its items.
-pub(crate) type SubmitChunk<'a, T, R> = Box<dyn Fn(Vec<T>) -> (TaskId, Handle<Chunk<R>>) + 'a>;
+/// Submits one chunk: its items and an empty buffer for its results; returns the chunk's first
+/// task id and its handle.
+pub(crate) type SubmitChunk<'a, T, R> =
+    Box<dyn Fn(Vec<T>, Vec<R>) -> (TaskId, Handle<Chunk<T, R>>) + 'a>;
+
+/// Input and output buffers kept between chunks. Chunks of tens of thousands of items are
+/// hundreds of KiB each; allocating them fresh made the kernel map, fault in and unmap that
+/// memory for every chunk (page faults were 40 % of the time of a `map` over a million
+/// trivial items). At most `window` of each kind exist, so memory still follows concurrency.
+struct Buffers<T, R> {
+    inputs: Vec<Vec<T>>,
+    outputs: Vec<Vec<R>>,
+}
+
+impl<T, R> Buffers<T, R> {
+    fn new() -> Self {
+        Buffers {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Takes up to `n` items from `from` into a recycled (or new) buffer.
+    fn take_chunk<I: Iterator<Item = T>>(&mut self, from: &mut I, n: usize) -> Vec<T> {
+        let mut chunk = self.inputs.pop().unwrap_or_default();
+        chunk.reserve(n);
+        chunk.extend(from.take(n));
+        chunk
+    }
+
+    fn output(&mut self) -> Vec<R> {
+        self.outputs.pop().unwrap_or_default()
+    }
+
+    /// Keeps what a finished chunk and an exhausted cursor leave behind.
+    fn recycle(&mut self, spare_in: Option<Vec<T>>, spare_out: Vec<R>) {
+        if let Some(mut v) = spare_in {
+            v.clear();
+            self.inputs.push(v);
+        }
+        if spare_out.capacity() > 0 {
+            self.outputs.push(spare_out);
+        }
+    }
+}
 
 struct ChunkSizer {
     fixed: Option<usize>,
@@ -46,7 +93,7 @@ impl ChunkSizer {
         self.fixed.unwrap_or(self.next)
     }
 
-    fn observe<R>(&mut self, chunk: &Chunk<R>, items: usize) {
+    fn observe<T, R>(&mut self, chunk: &Chunk<T, R>, items: usize) {
         if self.fixed.is_some() || items == 0 {
             return;
         }
@@ -62,48 +109,104 @@ impl ChunkSizer {
 }
 
 /// Yields one chunk's items as `Result`s in input order.
+///
+/// The hot path — an item before the next error — is one comparison and one read from the
+/// values vector; everything else (errors, the chunk's end) is in `next_slow`.
 struct Cursor<R> {
     first: TaskId,
-    values: std::vec::IntoIter<R>,
+    values: VecDeque<R>,
     errors: VecDeque<(u32, TaskError)>,
     pos: u32,
     len: u32,
+    /// Position of the next error, or `len` when there is none.
+    stop: u32,
 }
 
 impl<R> Cursor<R> {
-    fn new(first: TaskId, len: usize, result: Result<Chunk<R>, TaskError>) -> Self {
+    /// A cursor over a chunk's results, and the chunk's emptied input buffer.
+    fn new<T>(
+        first: TaskId,
+        len: usize,
+        result: Result<Chunk<T, R>, TaskError>,
+    ) -> (Self, Option<Vec<T>>) {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
-        match result {
-            Ok(chunk) => Cursor {
-                first,
-                values: chunk.values.into_iter(),
-                errors: chunk.errors.into(),
-                pos: 0,
-                len,
-            },
+        let mut spare = None;
+        let (values, errors): (Vec<R>, VecDeque<(u32, TaskError)>) = match result {
+            Ok(chunk) => {
+                spare = Some(chunk.spare);
+                (chunk.values, chunk.errors.into())
+            }
             // The whole chunk failed (cancelled): every item gets the error, under its own id.
-            Err(e) => Cursor {
-                first,
-                values: Vec::new().into_iter(),
-                errors: (0..len)
+            Err(e) => (
+                Vec::new(),
+                (0..len)
                     .map(|i| (i, retarget(&e, TaskId(first.0 + u64::from(i)))))
                     .collect(),
-                pos: 0,
-                len,
-            },
-        }
+            ),
+        };
+        let stop = errors.front().map_or(len, |(p, _)| *p);
+        // VecDeque::from(Vec) reuses the allocation, and popping from the front keeps it, so
+        // the buffer can go back for another chunk once this cursor is done.
+        let cursor = Cursor {
+            first,
+            values: values.into(),
+            errors,
+            pos: 0,
+            len,
+            stop,
+        };
+        (cursor, spare)
     }
 
     fn empty() -> Self {
-        Cursor::new(
-            TaskId(0),
-            0,
-            Ok(Chunk {
-                values: Vec::new(),
-                errors: Vec::new(),
-                busy_ns: 0,
-            }),
-        )
+        Cursor {
+            first: TaskId(0),
+            values: VecDeque::new(),
+            errors: VecDeque::new(),
+            pos: 0,
+            len: 0,
+            stop: 0,
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        (self.len - self.pos) as usize
+    }
+
+    /// The emptied value buffer, for reuse.
+    fn into_buffer(self) -> Vec<R> {
+        let mut v = Vec::from(self.values);
+        v.clear();
+        v
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        if self.pos < self.stop {
+            if let Some(v) = self.values.pop_front() {
+                self.pos += 1;
+                return Some(Ok(v));
+            }
+        }
+        self.next_slow()
+    }
+
+    #[cold]
+    fn next_slow(&mut self) -> Option<Result<R, TaskError>> {
+        if self.pos >= self.len {
+            return None;
+        }
+        let here = self.pos;
+        self.pos += 1;
+        if self.errors.front().is_some_and(|(p, _)| *p == here) {
+            let e = self.errors.pop_front().map(|(_, e)| e);
+            self.stop = self.errors.front().map_or(self.len, |(p, _)| *p);
+            return e.map(Err);
+        }
+        Some(Err(TaskError::Failed {
+            id: TaskId(self.first.0 + u64::from(here)),
+            message: "the executor returned fewer values than items".to_owned(),
+        }))
     }
 }
 
@@ -123,27 +226,8 @@ fn retarget(e: &TaskError, id: TaskId) -> TaskError {
     }
 }
 
-impl<R> Iterator for Cursor<R> {
-    type Item = Result<R, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.len {
-            return None;
-        }
-        let here = self.pos;
-        self.pos += 1;
-        if self.errors.front().is_some_and(|(p, _)| *p == here) {
-            return self.errors.pop_front().map(|(_, e)| Err(e));
-        }
-        match self.values.next() {
-            Some(v) => Some(Ok(v)),
-            None => Some(Err(TaskError::Failed {
-                id: TaskId(self.first.0 + u64::from(here)),
-                message: "the executor returned fewer values than items".to_owned(),
-            })),
-        }
-    }
-}
+/// A submitted chunk: its first task id, its length and its handle.
+type InFlight<T, R> = (TaskId, usize, Handle<Chunk<T, R>>);
 
 /// Results of `map`, in input order; see [`ThreadPool::map`](crate::ThreadPool::map).
 ///
@@ -152,10 +236,11 @@ impl<R> Iterator for Cursor<R> {
 pub struct Map<'a, I: Iterator, R> {
     inputs: std::iter::Fuse<I>,
     submit: SubmitChunk<'a, I::Item, R>,
-    in_flight: VecDeque<(TaskId, usize, Handle<Chunk<R>>)>,
+    in_flight: VecDeque<InFlight<I::Item, R>>,
     current: Cursor<R>,
     window: usize,
     sizer: ChunkSizer,
+    buffers: Buffers<I::Item, R>,
 }
 
 impl<I: Iterator, R> std::fmt::Debug for Map<'_, I, R> {
@@ -179,6 +264,7 @@ impl<'a, I: Iterator, R> Map<'a, I, R> {
                 fixed: None,
                 next: 1,
             },
+            buffers: Buffers::new(),
         }
     }
 
@@ -197,12 +283,13 @@ impl<'a, I: Iterator, R> Map<'a, I, R> {
 
     fn fill(&mut self) {
         while self.in_flight.len() < self.window {
-            let chunk: Vec<I::Item> = self.inputs.by_ref().take(self.sizer.size()).collect();
+            let chunk = self.buffers.take_chunk(&mut self.inputs, self.sizer.size());
             if chunk.is_empty() {
+                self.buffers.recycle(Some(chunk), Vec::new());
                 break;
             }
             let len = chunk.len();
-            let (first, handle) = (self.submit)(chunk);
+            let (first, handle) = (self.submit)(chunk, self.buffers.output());
             self.in_flight.push_back((first, len, handle));
         }
     }
@@ -211,7 +298,28 @@ impl<'a, I: Iterator, R> Map<'a, I, R> {
 impl<I: Iterator, R> Iterator for Map<'_, I, R> {
     type Item = Result<R, TaskError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        match self.current.next() {
+            Some(item) => Some(item),
+            None => self.next_chunk(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let known =
+            self.current.remaining() + self.in_flight.iter().map(|(_, n, _)| n).sum::<usize>();
+        let (lo, hi) = self.inputs.size_hint();
+        (
+            known.saturating_add(lo),
+            hi.and_then(|h| h.checked_add(known)),
+        )
+    }
+}
+
+impl<I: Iterator, R> Map<'_, I, R> {
+    /// Moves on to the next chunk: waits for it, learns from its timing, refills the window.
+    fn next_chunk(&mut self) -> Option<Result<R, TaskError>> {
         loop {
             if let Some(item) = self.current.next() {
                 return Some(item);
@@ -222,7 +330,9 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
             if let Ok(chunk) = &result {
                 self.sizer.observe(chunk, len);
             }
-            self.current = Cursor::new(first, len, result);
+            let (cursor, spare) = Cursor::new(first, len, result);
+            let done = std::mem::replace(&mut self.current, cursor);
+            self.buffers.recycle(spare, done.into_buffer());
             // Refill before handing out items so workers stay busy while the consumer works.
             self.fill();
         }
@@ -233,11 +343,12 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
 pub struct MapUnordered<'a, I: Iterator, R> {
     inputs: std::iter::Fuse<I>,
     submit: SubmitChunk<'a, I::Item, R>,
-    running: CompletionSet<Chunk<R>>,
+    running: CompletionSet<Chunk<I::Item, R>>,
     lens: std::collections::HashMap<TaskId, usize>,
     current: Cursor<R>,
     window: usize,
     sizer: ChunkSizer,
+    buffers: Buffers<I::Item, R>,
 }
 
 impl<I: Iterator, R> std::fmt::Debug for MapUnordered<'_, I, R> {
@@ -261,6 +372,7 @@ impl<'a, I: Iterator, R> MapUnordered<'a, I, R> {
                 fixed: None,
                 next: 1,
             },
+            buffers: Buffers::new(),
         }
     }
 
@@ -278,12 +390,13 @@ impl<'a, I: Iterator, R> MapUnordered<'a, I, R> {
 
     fn fill(&mut self) {
         while self.running.len() < self.window {
-            let chunk: Vec<I::Item> = self.inputs.by_ref().take(self.sizer.size()).collect();
+            let chunk = self.buffers.take_chunk(&mut self.inputs, self.sizer.size());
             if chunk.is_empty() {
+                self.buffers.recycle(Some(chunk), Vec::new());
                 break;
             }
             let len = chunk.len();
-            let (first, handle) = (self.submit)(chunk);
+            let (first, handle) = (self.submit)(chunk, self.buffers.output());
             self.lens.insert(first, len);
             self.running.push(handle);
         }
@@ -305,7 +418,9 @@ impl<I: Iterator, R> Iterator for MapUnordered<'_, I, R> {
             if let Ok(chunk) = &result {
                 self.sizer.observe(chunk, len);
             }
-            self.current = Cursor::new(first, len, result);
+            let (cursor, spare) = Cursor::new(first, len, result);
+            let done = std::mem::replace(&mut self.current, cursor);
+            self.buffers.recycle(spare, done.into_buffer());
             self.fill();
         }
     }

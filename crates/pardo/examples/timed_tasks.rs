@@ -1,0 +1,49 @@
+//! Seed scenario 1: time every task of a workload on the thread pool and print the timings.
+//!
+//! Run: `cargo run --release -p pardo --example timed_tasks`
+
+use pardo::monitor::format_duration;
+use pardo::{ShutdownMode, ThreadPool};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pool = ThreadPool::builder().workers(2).build()?;
+    // Blocks of growing size, so the timings differ visibly.
+    let sizes: Vec<usize> = (1..=8).map(|i| i * (512 << 10)).collect();
+    let digests: Vec<u64> = pool
+        .map(sizes.clone(), |bytes| {
+            pardo::workloads::hash_block(bytes as u64, bytes)
+        })
+        .chunk_size(1)
+        .collect::<Result<_, _>>()?;
+    let records = pool.recorder().records();
+    let report = pool.shutdown(ShutdownMode::Wait);
+
+    println!(
+        "{:>4} {:>8} {:>6} {:>11} {:>11} {:>11}  digest",
+        "task", "input", "worker", "queued", "ran", "cpu"
+    );
+    for ((r, bytes), digest) in records.iter().zip(&sizes).zip(&digests) {
+        println!(
+            "{:>4} {:>6}KiB {:>6} {:>11} {:>11} {:>11}  {digest:016x}",
+            r.id,
+            bytes >> 10,
+            r.worker,
+            format_duration(r.queue_wait_ns()),
+            format_duration(r.wall_ns()),
+            format_duration(r.cpu_ns()),
+        );
+    }
+    println!(
+        "\n{} tasks in {} on {:.0} workers: speedup {:.2}, utilisation {:.0}%, {}",
+        report.tasks,
+        format_duration(report.wall_ns),
+        report.workers,
+        report.speedup,
+        report.utilisation * 100.0,
+        report.workload
+    );
+    for f in &report.findings {
+        println!("- {f}");
+    }
+    Ok(())
+}
