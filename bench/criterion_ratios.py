@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Print the ratios BENCHMARKS.md records, from the criterion results of one `cargo bench` run.
+
+Usage: python3 bench/criterion_ratios.py [target/criterion]
+
+Each ratio divides two benchmarks measured in the same run (mean point estimates), so machine
+speed cancels out. Nothing here is hard-coded but the pairs to compare.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
+
+# (label, numerator benchmark, denominator benchmark, what the issue asks)
+PAIRS = [
+    ("map_slice (monitoring on) / rayon par_iter collect",
+     "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "<= 1.5"),
+    ("streaming map (monitoring on) / rayon par_iter collect",
+     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "(see notes)"),
+    ("map_slice monitoring on / off",
+     "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/pardo_map_slice_monitoring_off", "<= 1.10"),
+    ("streaming map monitoring on / off",
+     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/pardo_map_monitoring_off", "<= 1.10"),
+    ("submit+wait / rayon spawn+channel",
+     "submit_wait_one/pardo_submit_wait", "submit_wait_one/rayon_spawn_channel", "<= 2.0"),
+]
+
+
+def mean_ns(bench: str) -> float:
+    est = json.loads((ROOT / bench / "new" / "estimates.json").read_text())
+    return est["mean"]["point_estimate"]
+
+
+def fmt(ns: float) -> str:
+    for unit, div in (("ms", 1e6), ("µs", 1e3)):
+        if ns >= div:
+            return f"{ns / div:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+print("| comparison | pardo | baseline | ratio | target |")
+print("|---|---|---|---|---|")
+for label, num, den, target in PAIRS:
+    try:
+        a, b = mean_ns(num), mean_ns(den)
+    except FileNotFoundError as e:
+        print(f"| {label} | missing: {e.filename} | | | {target} |")
+        continue
+    print(f"| {label} | {fmt(a)} | {fmt(b)} | {a / b:.2f}x | {target} |")
