@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pardo::{Outcome, ShutdownMode, TaskError, ThreadPool};
-use support::{eventually, Latch};
+use support::{eventually, occupy_worker, Latch};
 
 #[test]
 fn a_panic_fails_only_its_own_task_and_the_pool_keeps_working() {
@@ -31,16 +31,7 @@ fn a_panic_fails_only_its_own_task_and_the_pool_keeps_working() {
 fn cancel_before_start_cancels_and_records_it() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
     let gate = Arc::new(Latch::default());
-    let started = Arc::new(Latch::default());
-    let blocker = {
-        let (gate, started) = (Arc::clone(&gate), Arc::clone(&started));
-        pool.submit(move || {
-            started.open();
-            gate.wait();
-            "blocker"
-        })
-    };
-    started.wait();
+    let blocker = occupy_worker(&pool, &gate);
     let queued = pool.submit(|| "must not run");
     assert!(queued.cancel(), "a queued task can be cancelled");
     assert!(!blocker.cancel(), "a running task cannot");
@@ -77,16 +68,7 @@ fn shutdown_wait_runs_everything_submitted() {
 fn shutdown_cancel_pending_lets_running_tasks_finish_and_cancels_the_rest() {
     let pool = ThreadPool::builder().workers(1).build().unwrap();
     let gate = Arc::new(Latch::default());
-    let started = Arc::new(Latch::default());
-    let running = {
-        let (gate, started) = (Arc::clone(&gate), Arc::clone(&started));
-        pool.submit(move || {
-            started.open();
-            gate.wait();
-            1
-        })
-    };
-    started.wait();
+    let running = occupy_worker(&pool, &gate);
     let queued: Vec<_> = (0..5).map(|_| pool.submit(|| 2)).collect();
     let watch: Vec<_> = queued.iter().map(|h| h.id()).collect();
     let closer = std::thread::spawn(move || pool.shutdown(ShutdownMode::CancelPending));
@@ -96,7 +78,7 @@ fn shutdown_cancel_pending_lets_running_tasks_finish_and_cancels_the_rest() {
     });
     gate.open();
     let report = closer.join().unwrap();
-    assert_eq!(running.wait(), Ok(1));
+    assert_eq!(running.wait(), Ok("blocker"));
     for h in queued {
         let id = h.id();
         assert_eq!(h.wait(), Err(TaskError::Cancelled { id }));

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A gate tasks wait at until the test opens it.
@@ -23,6 +23,19 @@ impl Latch {
             open = self.cond.wait(open).unwrap();
         }
     }
+}
+
+/// Submits a task that holds its worker until `gate` opens, and returns once it is running.
+pub fn occupy_worker(pool: &pardo::ThreadPool, gate: &Arc<Latch>) -> pardo::Handle<&'static str> {
+    let started = Arc::new(Latch::default());
+    let (gate, running) = (Arc::clone(gate), Arc::clone(&started));
+    let h = pool.submit(move || {
+        running.open();
+        gate.wait();
+        "blocker"
+    });
+    started.wait();
+    h
 }
 
 /// Waits for a condition that must become true. This is a liveness guard, not a timing check:
