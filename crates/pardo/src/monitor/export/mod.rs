@@ -1,7 +1,7 @@
 //! Views of the data model as files: one module per format behind [`Export`].
 //!
 //! Formats are contracts: the JSON document and the CSV columns are the field names of
-//! [`TaskRecord`](crate::monitor::TaskRecord) and [`Report`], documented there field by field.
+//! [`TaskRecord`] and [`Report`], documented there field by field.
 
 mod csv;
 mod json;
