@@ -269,6 +269,19 @@ fn print_stats(r: &Report) {
         format_duration(r.cpu_sys_ns),
         rss
     );
+    // SAFETY: zeroed rusage is valid; getrusage fills it for this process.
+    let own = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    let _ = writeln!(
+        e,
+        "pardo: the runner itself used {} CPU, {} per job",
+        format_duration(own),
+        format_duration(own / r.tasks.max(1))
+    );
     for f in &r.findings {
         let _ = writeln!(e, "pardo: - {f}");
     }
