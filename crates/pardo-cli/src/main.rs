@@ -1,6 +1,13 @@
 //! `pardo`: run commands in parallel and see how it went.
+//!
+//! `pardo demo` runs the demo; anything else is GNU parallel's syntax (`pardo --help`). To run a
+//! program literally named `demo`, write `pardo -- demo …` or `pardo ./demo …`.
 
+mod args;
 mod demo;
+mod inputs;
+mod output;
+mod run;
 
 use std::process::ExitCode;
 
@@ -8,16 +15,26 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("pardo: {e:#}");
             ExitCode::from(255)
         }
     }
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn run() -> anyhow::Result<ExitCode> {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    match args.first().and_then(|a| a.to_str()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
         Some("demo") => demo::run(),
-        _ => anyhow::bail!("usage: pardo demo (running commands arrives with the command runner)"),
+        _ => run::main(args),
     }
 }

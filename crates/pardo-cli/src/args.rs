@@ -1,0 +1,231 @@
+//! Command-line arguments: the clap definition (parsing and validation only) and the split of
+//! the trailing words into the command and its `:::` / `::::` input sources.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// How the exit status is chosen; shown at the end of `--help`.
+pub const EXIT_STATUS: &str = "\
+Exit status (as GNU parallel):
+  0        every job succeeded (also: no input at all)
+  1-100    that many jobs failed (exited non-zero, were killed or timed out)
+  101      more than 100 jobs failed
+  255      any other error: bad option, unreadable input file, command line too long,
+           interrupted (Ctrl-C), a joblog that cannot be written
+  With --halt ...,fail=...: the exit status of the job that met the condition.
+
+A job whose command does not exist fails with exit code 127, as under a shell.
+To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo` runs the demo).";
+
+/// `pardo [OPTIONS] [COMMAND...] [::: ARGS... | :::: FILES...]...`
+#[derive(Debug, Parser)]
+#[command(
+    name = "pardo",
+    version,
+    about = "Run a command over many inputs in parallel (GNU parallel syntax), every job measured",
+    override_usage = "pardo [OPTIONS] [COMMAND [ARG...]] [::: VALUES... | :::: FILES... | :::+ ... | ::::+ ...]...\n       \
+                      ... | pardo [OPTIONS] COMMAND   (one input a line on stdin)\n       \
+                      pardo demo",
+    after_help = EXIT_STATUS
+)]
+pub struct Args {
+    /// Jobs at once: N, N% of the cores, +N or -N cores (default: one per core).
+    #[arg(
+        short = 'j',
+        long = "jobs",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub jobs: Option<String>,
+    /// Print output in input order.
+    #[arg(short = 'k', long = "keep-order")]
+    pub keep_order: bool,
+    /// Print output a whole line at a time as it comes (lines of jobs may interleave).
+    #[arg(long = "line-buffer")]
+    pub line_buffer: bool,
+    /// Prefix each output line with the job's arguments and a tab.
+    #[arg(long)]
+    pub tag: bool,
+    /// Print the commands instead of running them.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Stop a job (its whole process group) after SECS seconds: TERM, then KILL after --grace.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Seconds between TERM and KILL when stopping jobs.
+    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
+    pub grace: f64,
+    /// Run a failing job up to N times in all.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Stop the run: now|soon,fail=N|success=N|fail=P% (and never, the default).
+    #[arg(long, value_name = "WHEN,COND")]
+    pub halt: Option<String>,
+    /// Write GNU parallel's joblog to FILE, a line per job as it ends.
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+    /// With --joblog: skip the jobs the joblog lists, append to it.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --joblog: skip the jobs the joblog lists as succeeded, run the rest again.
+    #[arg(long = "resume-failed")]
+    pub resume_failed: bool,
+    /// Save each job's output as DIR/<job number>/stdout and stderr.
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Progress bar on stderr (only when stderr is a terminal).
+    #[arg(long)]
+    pub bar: bool,
+    /// Same as --bar.
+    #[arg(long)]
+    pub progress: bool,
+    /// Same as --bar (the bar shows the ETA when the number of jobs is known).
+    #[arg(long)]
+    pub eta: bool,
+    /// Print the run's summary and findings on stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write every job's record and the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Put N arguments on each command line.
+    #[arg(short = 'n', long = "max-args", value_name = "N")]
+    pub max_args: Option<usize>,
+    /// Split each input line into columns at REGEX ({1}, {2}, ...).
+    #[arg(long, value_name = "REGEX")]
+    pub colsep: Option<String>,
+    /// The command, then its input sources.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub rest: Vec<OsString>,
+}
+
+/// One input source after the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `::: a b c`
+    Values(Vec<OsString>),
+    /// `:::: FILE` (`-` is stdin)
+    File(PathBuf),
+}
+
+/// An input source and whether it is linked to the one before (`:::+`, `::::+`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Where the values come from.
+    pub source: Source,
+    /// Paired with the previous source instead of crossed.
+    pub linked: bool,
+}
+
+/// Splits the trailing words into the command and its input sources.
+pub fn split_rest(rest: &[OsString]) -> (Vec<OsString>, Vec<Group>) {
+    let is_sep = |w: &OsStr| matches!(w.as_encoded_bytes(), b":::" | b"::::" | b":::+" | b"::::+");
+    let cut = rest.iter().position(|w| is_sep(w)).unwrap_or(rest.len());
+    let command = rest[..cut].to_vec();
+    let mut groups = Vec::new();
+    let mut i = cut;
+    while i < rest.len() {
+        let sep = rest[i].as_encoded_bytes().to_vec();
+        let end = rest[i + 1..]
+            .iter()
+            .position(|w| is_sep(w))
+            .map_or(rest.len(), |p| i + 1 + p);
+        let words = &rest[i + 1..end];
+        let linked = sep.ends_with(b"+");
+        if sep.starts_with(b"::::") {
+            for (k, f) in words.iter().enumerate() {
+                groups.push(Group {
+                    source: Source::File(PathBuf::from(f)),
+                    linked: linked && k == 0,
+                });
+            }
+        } else {
+            groups.push(Group {
+                source: Source::Values(words.to_vec()),
+                linked,
+            });
+        }
+        i = end;
+    }
+    (command, groups)
+}
+
+/// Parses `-j`: N, N%, +N, -N (cores ± N); 0 means as many as the system allows (256 here).
+pub fn parse_jobs(spec: Option<&str>, cores: usize) -> Result<usize, String> {
+    let Some(spec) = spec else { return Ok(cores) };
+    let bad = || format!("invalid -j {spec:?}: expected N, N%, +N or -N");
+    let n = if let Some(p) = spec.strip_suffix('%') {
+        let p: f64 = p.parse().map_err(|_| bad())?;
+        (cores as f64 * p / 100.0).floor() as i64
+    } else if let Some(n) = spec.strip_prefix('+') {
+        cores as i64 + n.parse::<i64>().map_err(|_| bad())?
+    } else if spec.starts_with('-') {
+        cores as i64 + spec.parse::<i64>().map_err(|_| bad())?
+    } else {
+        match spec.parse::<i64>().map_err(|_| bad())? {
+            0 => 256,
+            n => n,
+        }
+    };
+    Ok(n.max(1) as usize)
+}
+
+/// Parses `--halt`: `never`, or `now|soon,fail=N|success=N|fail=P%`.
+pub fn parse_halt(spec: &str) -> Result<Option<pardo::command::Halt>, String> {
+    use pardo::command::{Halt, HaltOn, HaltWhen};
+    if spec == "never" {
+        return Ok(None);
+    }
+    let bad = || format!("invalid --halt {spec:?}: expected now|soon,fail=N|success=N|fail=P%");
+    let (when, cond) = spec.split_once(',').ok_or_else(bad)?;
+    let when = match when {
+        "now" => HaltWhen::Now,
+        "soon" => HaltWhen::Soon,
+        _ => return Err(bad()),
+    };
+    let (kind, value) = cond.split_once('=').ok_or_else(bad)?;
+    let on = match (kind, value.strip_suffix('%')) {
+        ("fail", Some(p)) => HaltOn::FailPercent(p.parse().map_err(|_| bad())?),
+        ("fail", None) => HaltOn::Fail(value.parse().map_err(|_| bad())?),
+        ("success", None) => HaltOn::Success(value.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    Ok(Some(Halt { when, on }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn jobs_forms() {
+        assert_eq!(parse_jobs(Some("3"), 2), Ok(3));
+        assert_eq!(parse_jobs(Some("50%"), 4), Ok(2));
+        assert_eq!(parse_jobs(Some("+1"), 2), Ok(3));
+        assert_eq!(parse_jobs(Some("-5"), 2), Ok(1));
+        assert_eq!(parse_jobs(None, 2), Ok(2));
+        assert!(parse_jobs(Some("x"), 2).is_err());
+    }
+
+    #[test]
+    fn sources_split_and_link() {
+        let w = |s: &str| s.split(' ').map(OsString::from).collect::<Vec<_>>();
+        let (cmd, groups) = split_rest(&w("echo {} ::: a b :::+ 1 2 :::: f"));
+        assert_eq!(cmd, w("echo {}"));
+        assert_eq!(groups.len(), 3);
+        assert!(groups[1].linked && !groups[2].linked);
+        assert_eq!(groups[2].source, Source::File("f".into()));
+    }
+}

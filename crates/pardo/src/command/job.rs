@@ -1,0 +1,368 @@
+//! One job: spawn it in its own process group, collect its output, reap it with `wait4` for
+//! its resource usage, and stop the whole group when it runs too long or the run is stopped.
+//!
+//! The wait is one `poll` over the job's stdout and stderr pipes, a pidfd that becomes readable
+//! when the job exits (Linux 5.3+; without it the job is reaped after its pipes close), and a
+//! wake pipe the runner makes readable when it is interrupted. Nothing sleeps on a timer.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to run: argv directly, or shell code under `sh -c`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Executed directly; the first word is the program.
+    Direct(Vec<OsString>),
+    /// Shell code for `/bin/sh -c`.
+    Shell(Vec<u8>),
+}
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// How a job's output is handed over.
+pub enum Capture<'a> {
+    /// Kept whole and returned when the job ends (grouped output).
+    Group,
+    /// Passed on a complete line at a time as it arrives (`--line-buffer`); the last partial
+    /// line when the stream ends.
+    Lines(&'a mut dyn FnMut(Stream, &[u8])),
+}
+
+impl std::fmt::Debug for Capture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Capture::Group => "Group",
+            Capture::Lines(_) => "Lines",
+        })
+    }
+}
+
+/// Limits and the stop signal a job waits under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Stop the job after this long.
+    pub timeout: Option<Duration>,
+    /// Time between TERM and KILL.
+    pub grace: Duration,
+}
+
+/// How a job ended and what it used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// Exit code when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended it.
+    pub signal: Option<i32>,
+    /// It ran past its timeout and was stopped.
+    pub timed_out: bool,
+    /// It was stopped because the run was interrupted or halted.
+    pub stopped: bool,
+    /// User CPU of the job and its waited-for children.
+    pub cpu_user_ns: u64,
+    /// System CPU of the job and its waited-for children.
+    pub cpu_sys_ns: u64,
+    /// Peak resident memory of the largest process in the job.
+    pub max_rss_bytes: u64,
+    /// Standard output (empty with [`Capture::Lines`]).
+    pub stdout: Vec<u8>,
+    /// Standard error (empty with [`Capture::Lines`]).
+    pub stderr: Vec<u8>,
+    /// Bytes written to both streams.
+    pub output_bytes: u64,
+}
+
+/// Something the waiting job should react to besides its own output and exit.
+#[derive(Debug)]
+pub struct StopSignal<'a> {
+    /// Readable once the run is asked to stop.
+    pub wake: RawFd,
+    /// 0 running, 1 stop (TERM, then KILL after the grace), 2 KILL now.
+    pub level: &'a std::sync::atomic::AtomicU8,
+}
+
+/// Runs `program` to the end: spawns it as the leader of a new process group with stdin from
+/// `/dev/null`, reads its output, and reaps it with `wait4`.
+///
+/// A program that cannot be found ends like it would under a shell: exit code 127 and a message
+/// on its stderr. An argument list the system refuses (E2BIG) is an error.
+pub fn run(
+    program: &Program,
+    limits: Limits,
+    stop: &StopSignal<'_>,
+    mut capture: Capture<'_>,
+) -> io::Result<Finished> {
+    let mut cmd = match program {
+        Program::Direct(argv) => {
+            let Some((prog, rest)) = argv.split_first() else {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+            };
+            let mut c = Command::new(prog);
+            c.args(rest);
+            c
+        }
+        Program::Shell(code) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(std::ffi::OsStr::from_bytes(code));
+            c
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return not_started(program, e),
+    };
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().map(OwnedFd::from);
+    let mut err = child.stderr.take().map(OwnedFd::from);
+    let pidfd = pidfd_open(pid);
+    let mut fin = Finished::default();
+    let mut reaped = false;
+    let mut acted_level = 0u8;
+    let mut kill_at: Option<Instant> = None;
+    let mut killed = false;
+    let deadline = limits.timeout.map(|t| started + t);
+    let mut partial = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        let level = stop.level.load(std::sync::atomic::Ordering::SeqCst);
+        if level > acted_level {
+            acted_level = level;
+            fin.stopped = true;
+            if level >= 2 {
+                signal_group(pid, libc::SIGKILL);
+                killed = true;
+            } else if kill_at.is_none() {
+                signal_group(pid, libc::SIGTERM);
+                kill_at = Some(Instant::now() + limits.grace);
+            }
+        }
+        let now = Instant::now();
+        if let Some(d) = deadline {
+            if now >= d && kill_at.is_none() && !killed {
+                fin.timed_out = true;
+                signal_group(pid, libc::SIGTERM);
+                kill_at = Some(now + limits.grace);
+            }
+        }
+        if let Some(k) = kill_at {
+            if now >= k && !killed {
+                signal_group(pid, libc::SIGKILL);
+                killed = true;
+            }
+        }
+        let pipes_open = out.is_some() || err.is_some();
+        if !pipes_open && (reaped || pidfd.is_none()) {
+            break;
+        }
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        let mut kinds: Vec<u8> = Vec::with_capacity(4);
+        for (i, fd) in [&out, &err].into_iter().enumerate() {
+            if let Some(fd) = fd {
+                fds.push(pollfd(fd.as_raw_fd()));
+                kinds.push(i as u8);
+            }
+        }
+        if let (Some(p), false) = (&pidfd, reaped) {
+            fds.push(pollfd(p.as_raw_fd()));
+            kinds.push(2);
+        }
+        if acted_level < 2 {
+            fds.push(pollfd(stop.wake));
+            kinds.push(3);
+        }
+        let wait_until = [
+            if killed { None } else { kill_at },
+            deadline.filter(|_| kill_at.is_none()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timeout_ms = match wait_until {
+            None => -1,
+            Some(t) => {
+                t.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128 - 1) as i32
+                    + 1
+            }
+        };
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for (pfd, kind) in fds.iter().zip(&kinds) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            match kind {
+                0 | 1 => {
+                    let slot = if *kind == 0 { &mut out } else { &mut err };
+                    let n = match slot.as_ref().map(|fd| read_fd(fd.as_raw_fd(), &mut buf)) {
+                        Some(Ok(n)) => n,
+                        Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        _ => 0,
+                    };
+                    let stream = if *kind == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
+                    let part = &mut partial[*kind as usize];
+                    if n == 0 {
+                        *slot = None;
+                        if let Capture::Lines(f) = &mut capture {
+                            if !part.is_empty() {
+                                f(stream, part);
+                                part.clear();
+                            }
+                        }
+                        continue;
+                    }
+                    fin.output_bytes += n as u64;
+                    let data = &buf[..n];
+                    match &mut capture {
+                        Capture::Group => match stream {
+                            Stream::Stdout => fin.stdout.extend_from_slice(data),
+                            Stream::Stderr => fin.stderr.extend_from_slice(data),
+                        },
+                        Capture::Lines(f) => {
+                            part.extend_from_slice(data);
+                            if let Some(end) = part.iter().rposition(|&b| b == b'\n') {
+                                f(stream, &part[..=end]);
+                                part.drain(..=end);
+                            }
+                        }
+                    }
+                }
+                2 => {
+                    reaped = reap(pid, false, &mut fin)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    if !reaped {
+        reap(pid, true, &mut fin)?;
+    }
+    if fin.timed_out || fin.stopped {
+        // The leader is gone; take down anything it left in its group.
+        signal_group(pid, libc::SIGKILL);
+    }
+    drop(child);
+    Ok(fin)
+}
+
+fn not_started(program: &Program, e: io::Error) -> io::Result<Finished> {
+    if e.raw_os_error() == Some(libc::E2BIG) {
+        return Err(e);
+    }
+    let name = match program {
+        Program::Direct(argv) => argv.first().cloned().unwrap_or_default(),
+        Program::Shell(_) => OsString::from("/bin/sh"),
+    };
+    let (code, what) = match e.kind() {
+        io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+        io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
+        _ => (126, e.to_string()),
+    };
+    let mut msg = b"pardo: ".to_vec();
+    msg.extend_from_slice(name.as_encoded_bytes());
+    msg.extend_from_slice(format!(": {what}\n").as_bytes());
+    Ok(Finished {
+        exit_code: Some(code),
+        output_bytes: msg.len() as u64,
+        stderr: msg,
+        ..Finished::default()
+    })
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length; `fd` is open for the duration.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
+}
+
+/// Reaps `pid` with `wait4`, filling exit status and usage. Returns false when `block` is false
+/// and the job has not exited yet.
+fn reap(pid: libc::pid_t, block: bool, fin: &mut Finished) -> io::Result<bool> {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 writes into both out-parameters.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let flags = if block { 0 } else { libc::WNOHANG };
+        // SAFETY: `status` and `ru` are valid for writes.
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        if rc == 0 {
+            return Ok(false);
+        }
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        break;
+    }
+    if libc::WIFEXITED(status) {
+        fin.exit_code = Some(libc::WEXITSTATUS(status));
+    } else if libc::WIFSIGNALED(status) {
+        fin.signal = Some(libc::WTERMSIG(status));
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    fin.cpu_user_ns = tv(ru.ru_utime);
+    fin.cpu_sys_ns = tv(ru.ru_stime);
+    fin.max_rss_bytes = (ru.ru_maxrss as u64).saturating_mul(1024);
+    Ok(true)
+}
+
+fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: killpg only sends a signal; a group that no longer exists gives ESRCH.
+    unsafe {
+        libc::killpg(pgid, sig);
+    }
+}

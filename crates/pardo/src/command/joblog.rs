@@ -1,0 +1,120 @@
+//! The joblog: GNU parallel's `--joblog` format, byte for byte, and reading one back for
+//! `--resume`.
+//!
+//! A header line, then one line per finished job, tab-separated:
+//! - `Seq`: the job number (`{#}`);
+//! - `Host`: `:` (this machine);
+//! - `Starttime`: Unix time the job started, seconds with three decimals;
+//! - `JobRuntime`: seconds with three decimals, right-aligned in 10 columns (`%10.3f`);
+//! - `Send`, `Receive`: bytes transferred to and from a remote host: `0` here;
+//! - `Exitval`: the exit code (0 when a signal ended it);
+//! - `Signal`: the signal number that ended it, else 0;
+//! - `Command`: the command as shell code, every value quoted.
+//!
+//! Each line is written and flushed when its job ends, so a runner killed mid-run leaves a
+//! joblog that names exactly the jobs that finished.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::Path;
+
+/// The header line, without its newline.
+pub const HEADER: &str =
+    "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
+
+/// One joblog line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoblogEntry<'a> {
+    /// Job number.
+    pub seq: u64,
+    /// Start, in seconds since the Unix epoch.
+    pub start_unix_s: f64,
+    /// Run time in seconds.
+    pub runtime_s: f64,
+    /// Exit code (0 when killed by a signal).
+    pub exit_code: i32,
+    /// Signal number, or 0.
+    pub signal: i32,
+    /// The command as shell code.
+    pub command: &'a [u8],
+}
+
+/// Formats one line, newline included.
+///
+/// ```
+/// use pardo::command::joblog::{format_line, JoblogEntry};
+/// let line = format_line(&JoblogEntry {
+///     seq: 3, start_unix_s: 1700000000.1234, runtime_s: 0.5, exit_code: 1, signal: 0,
+///     command: b"echo 'a b'",
+/// });
+/// assert_eq!(line, b"3\t:\t1700000000.123\t     0.500\t0\t0\t1\t0\techo 'a b'\n");
+/// ```
+pub fn format_line(e: &JoblogEntry<'_>) -> Vec<u8> {
+    let mut line = format!(
+        "{}\t:\t{:.3}\t{:10.3}\t0\t0\t{}\t{}\t",
+        e.seq, e.start_unix_s, e.runtime_s, e.exit_code, e.signal
+    )
+    .into_bytes();
+    // A newline inside the command would split the record; GNU parallel writes it as is, we
+    // keep lines parseable for --resume.
+    line.extend(e.command.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+    line.push(b'\n');
+    line
+}
+
+/// A joblog being written: one flushed line per finished job.
+#[derive(Debug)]
+pub struct Joblog {
+    file: File,
+}
+
+impl Joblog {
+    /// Creates (truncates) the joblog and writes the header, or with `append` opens it to add
+    /// lines after those already there (writing the header if the file is empty).
+    pub fn open(path: &Path, append: bool) -> io::Result<Joblog> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)?;
+        if file.metadata()?.len() == 0 {
+            file.write_all(format!("{HEADER}\n").as_bytes())?;
+        }
+        Ok(Joblog { file })
+    }
+
+    /// Appends one line with a single write, so a killed runner leaves whole lines only.
+    pub fn write(&mut self, e: &JoblogEntry<'_>) -> io::Result<()> {
+        self.file.write_all(&format_line(e))?;
+        self.file.flush()
+    }
+}
+
+/// The job numbers a joblog records as done: every line for `--resume`, or only the lines with
+/// exit code 0 and no signal for `--resume-failed` (`only_ok`). A missing file means none.
+pub fn done_jobs(path: &Path, only_ok: bool) -> io::Result<HashSet<u64>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e),
+    };
+    let mut done = HashSet::new();
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line?;
+        let fields: Vec<&[u8]> = line.splitn(9, |&b| b == b'\t').collect();
+        if fields.len() < 9 {
+            continue;
+        }
+        let num = |f: &[u8]| std::str::from_utf8(f).ok()?.trim().parse::<i64>().ok();
+        let (Some(seq), Some(exit), Some(sig)) = (num(fields[0]), num(fields[6]), num(fields[7]))
+        else {
+            continue; // the header, or a torn line
+        };
+        if !only_ok || (exit == 0 && sig == 0) {
+            done.insert(seq as u64);
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,59 @@
+//! External commands as tasks: GNU parallel's job model in the library.
+//!
+//! - [`Template`] parses a command with replacement strings once and renders each job, quoting
+//!   every inserted value as one shell word (and running without a shell when it can).
+//! - [`job::run`] spawns one job in its own process group, collects its output, reaps it with
+//!   `wait4` for CPU and peak memory, and stops the whole group (TERM, then KILL after a grace)
+//!   on a timeout or an interrupt.
+//! - [`Runner`] runs a stream of jobs on a fixed number of slots with retries, `--halt`
+//!   conditions and interrupts, writing one [`TaskRecord`](crate::monitor::TaskRecord) per
+//!   attempt to a [`Recorder`](crate::monitor::Recorder) and handing each finished job to
+//!   [`Events`] (output, joblog).
+//! - [`joblog`] writes and reads GNU parallel's joblog format.
+//!
+//! What is promised: inputs are pulled from the iterator only as slots free up (memory follows
+//! the slot count, not the input size); every job that started is reported to [`Events::done`]
+//! exactly once, after its last attempt; a stopped run starts nothing new and leaves no process
+//! of a job it stopped behind.
+
+pub mod job;
+pub mod joblog;
+mod run;
+mod template;
+
+pub use job::{Finished, Program, Stream};
+pub use run::{
+    Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
+};
+pub use template::{apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template};
+
+/// Why a run of commands could not go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The system refused the command line (E2BIG).
+    #[error("job {seq}: the command line ({bytes} bytes) is longer than the system allows")]
+    TooLong {
+        /// The job number.
+        seq: u64,
+        /// Length of the command as shell code.
+        bytes: usize,
+    },
+    /// Spawning or waiting for a job failed for a reason other than the command itself.
+    #[error("job {seq}: {source}")]
+    Spawn {
+        /// The job number.
+        seq: u64,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Reading the inputs failed.
+    #[error("cannot read the inputs: {0}")]
+    Input(std::io::Error),
+    /// Reporting a finished job failed (e.g. the joblog could not be written).
+    #[error("{0}")]
+    Events(std::io::Error),
+    /// The control pipe could not be created.
+    #[error("cannot set up the run: {0}")]
+    Setup(std::io::Error),
+}

@@ -1,0 +1,505 @@
+//! [`Runner`]: a stream of jobs on a fixed number of slots.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::job::{self, Capture, Finished, Limits, Program, StopSignal, Stream};
+use super::template::{JobArgs, Template};
+use super::CommandError;
+use crate::monitor::{Recorder, TaskRecord};
+use crate::sync::lock;
+use crate::task::{Outcome, TaskId};
+
+/// When a `--halt` condition stops the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HaltWhen {
+    /// Stop running jobs at once (TERM, then KILL after the grace).
+    Now,
+    /// Start nothing new; let running jobs finish.
+    Soon,
+}
+
+/// The `--halt` condition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HaltOn {
+    /// After this many failed jobs.
+    Fail(u64),
+    /// After this many successful jobs.
+    Success(u64),
+    /// When this percentage (0–100) of the jobs finished so far failed.
+    FailPercent(f64),
+}
+
+/// GNU parallel's `--halt when,condition`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Halt {
+    /// Now or soon.
+    pub when: HaltWhen,
+    /// The condition.
+    pub on: HaltOn,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Jobs at once, at least 1.
+    pub slots: usize,
+    /// Per-attempt time limit.
+    pub timeout: Option<Duration>,
+    /// Time between TERM and KILL when stopping a job.
+    pub grace: Duration,
+    /// Tries per job (GNU parallel's `--retries`; 0 and 1 both mean one try).
+    pub tries: u32,
+    /// Stop the run on a condition.
+    pub halt: Option<Halt>,
+    /// Hand output over a line at a time ([`Events::line`]) instead of whole per job.
+    pub line_buffer: bool,
+    /// Job numbers not to run (`--resume`); they are reported to [`Events::skipped`].
+    pub skip: HashSet<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            slots: 1,
+            timeout: None,
+            grace: Duration::from_millis(500),
+            tries: 1,
+            halt: None,
+            line_buffer: false,
+            skip: HashSet::new(),
+        }
+    }
+}
+
+/// One finished job, after its last attempt.
+#[derive(Debug)]
+pub struct JobDone<'a> {
+    /// Job number (`{#}`).
+    pub seq: u64,
+    /// Slot that ran the last attempt (`{%}`).
+    pub slot: u32,
+    /// The job's arguments.
+    pub args: &'a [Vec<u8>],
+    /// The command as shell code.
+    pub command: &'a [u8],
+    /// Start of the last attempt, seconds since the Unix epoch.
+    pub start_unix_s: f64,
+    /// Run time of the last attempt.
+    pub runtime: Duration,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How the last attempt ended, with its output when grouped.
+    pub finished: Finished,
+}
+
+impl JobDone<'_> {
+    /// Exit code 0 and no signal.
+    pub fn ok(&self) -> bool {
+        self.finished.exit_code == Some(0)
+    }
+}
+
+/// What the runner tells its caller. Called from the slots' threads.
+pub trait Events: Sync {
+    /// A complete line of output (only with [`RunOptions::line_buffer`]).
+    fn line(&self, seq: u64, args: &[Vec<u8>], stream: Stream, data: &[u8]) {
+        let _ = (seq, args, stream, data);
+    }
+    /// A job ended for good. An error stops the run.
+    fn done(&self, done: JobDone<'_>) -> io::Result<()>;
+    /// A job was skipped because [`RunOptions::skip`] names it.
+    fn skipped(&self, seq: u64) {
+        let _ = seq;
+    }
+    /// A job was taken from the input and will run.
+    fn started(&self, seq: u64) {
+        let _ = seq;
+    }
+}
+
+/// Stops a run from outside: from a signal handler or another thread.
+#[derive(Debug)]
+pub struct RunControl {
+    level: AtomicU8,
+    wake_r: OwnedFd,
+    wake_w: OwnedFd,
+}
+
+impl RunControl {
+    /// A control for one run.
+    pub fn new() -> io::Result<RunControl> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nothing else.
+        let (wake_r, wake_w) = unsafe {
+            (
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0]),
+                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]),
+            )
+        };
+        Ok(RunControl {
+            level: AtomicU8::new(0),
+            wake_r,
+            wake_w,
+        })
+    }
+
+    /// First call: start nothing new and stop running jobs (TERM, KILL after the grace).
+    /// Second call: KILL running jobs at once. Async-signal-safe (an atomic and a `write`).
+    pub fn interrupt(&self) {
+        let _ = self
+            .level
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| Some((l + 1).min(2)));
+        self.wake();
+    }
+
+    /// How many times [`RunControl::interrupt`] was called, at most 2.
+    pub fn level(&self) -> u8 {
+        self.level.load(Ordering::SeqCst)
+    }
+
+    fn raise_to(&self, level: u8) {
+        self.level.fetch_max(level, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // SAFETY: writing one byte from a valid buffer to our own pipe; a full pipe is fine
+        // (it is already readable, which is all the waiters look at).
+        unsafe {
+            libc::write(self.wake_w.as_raw_fd(), b"x".as_ptr().cast(), 1);
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Jobs that ran (skipped ones not counted).
+    pub jobs: u64,
+    /// Jobs whose last attempt did not exit 0.
+    pub failed: u64,
+    /// The run was halted by `--halt`; holds the exit code GNU parallel gives (that of the job
+    /// that met the condition, or 0 for `success=`).
+    pub halted: Option<i32>,
+    /// The run was interrupted by [`RunControl::interrupt`].
+    pub interrupted: bool,
+}
+
+/// Runs jobs from a stream of argument lists; see the [module docs](super).
+///
+/// ```
+/// use pardo::command::{Events, JobDone, RunControl, RunOptions, Runner, Template};
+/// use pardo::monitor::{Recorder, RunRecord, Retention};
+/// use std::sync::Mutex;
+///
+/// struct Collect(Mutex<Vec<Vec<u8>>>);
+/// impl Events for Collect {
+///     fn done(&self, d: JobDone<'_>) -> std::io::Result<()> {
+///         self.0.lock().unwrap().push(d.finished.stdout);
+///         Ok(())
+///     }
+/// }
+/// let template = Template::parse(&["echo".into()]);
+/// let recorder = Recorder::new(RunRecord::now("command", 2), true, Retention::All);
+/// let runner = Runner::new(template, RunOptions { slots: 2, ..RunOptions::default() }, recorder.clone());
+/// let out = Collect(Mutex::new(Vec::new()));
+/// let control = RunControl::new()?;
+/// let inputs = ["a", "b"].map(|s| Ok(vec![s.as_bytes().to_vec()]));
+/// let outcome = runner.run(inputs.into_iter(), &out, &control)?;
+/// assert_eq!((outcome.jobs, outcome.failed), (2, 0));
+/// let mut lines = out.0.into_inner().unwrap();
+/// lines.sort();
+/// assert_eq!(lines, [b"a\n".to_vec(), b"b\n".to_vec()]);
+/// assert_eq!(recorder.report().tasks, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Runner {
+    template: Template,
+    opts: RunOptions,
+    recorder: Recorder,
+}
+
+struct Job {
+    seq: u64,
+    args: Vec<Vec<u8>>,
+    submitted_ns: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    done: u64,
+    failed: u64,
+    halted: Option<i32>,
+    error: Option<CommandError>,
+}
+
+struct Shared<'a> {
+    rx: Mutex<mpsc::Receiver<Job>>,
+    no_more: AtomicBool,
+    tally: Mutex<Tally>,
+    control: &'a RunControl,
+    events: &'a dyn Events,
+}
+
+impl Runner {
+    /// A runner for `template` that writes its records to `recorder`.
+    pub fn new(template: Template, opts: RunOptions, recorder: Recorder) -> Runner {
+        Runner {
+            template,
+            opts,
+            recorder,
+        }
+    }
+
+    /// Runs every argument list from `inputs` (job numbers count from 1 in input order) and
+    /// returns when all started jobs have ended. An input error, an over-long command line or
+    /// an [`Events::done`] error stops the run and is returned once running jobs have ended.
+    pub fn run(
+        &self,
+        inputs: impl Iterator<Item = io::Result<Vec<Vec<u8>>>>,
+        events: &dyn Events,
+        control: &RunControl,
+    ) -> Result<RunOutcome, CommandError> {
+        let slots = self.opts.slots.max(1);
+        let (tx, rx) = mpsc::sync_channel::<Job>(slots);
+        let shared = Shared {
+            rx: Mutex::new(rx),
+            no_more: AtomicBool::new(false),
+            tally: Mutex::new(Tally::default()),
+            control,
+            events,
+        };
+        let mut input_error = None;
+        std::thread::scope(|s| {
+            for slot in 1..=slots as u32 {
+                let shared = &shared;
+                s.spawn(move || self.slot_loop(slot, shared));
+            }
+            let mut seq = 0u64;
+            for item in inputs {
+                if shared.no_more.load(Ordering::SeqCst) || control.level() > 0 {
+                    break;
+                }
+                let args = match item {
+                    Ok(a) => a,
+                    Err(e) => {
+                        input_error = Some(CommandError::Input(e));
+                        shared.no_more.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                };
+                seq += 1;
+                if self.opts.skip.contains(&seq) {
+                    events.skipped(seq);
+                    continue;
+                }
+                self.recorder.submit(1);
+                let job = Job {
+                    seq,
+                    args,
+                    submitted_ns: self.recorder.now_ns(),
+                };
+                if tx.send(job).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+        });
+        let tally = shared.tally.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = input_error.or(tally.error) {
+            return Err(e);
+        }
+        Ok(RunOutcome {
+            jobs: tally.done,
+            failed: tally.failed,
+            halted: tally.halted,
+            interrupted: control.level() > 0 && tally.halted.is_none(),
+        })
+    }
+
+    fn slot_loop(&self, slot: u32, shared: &Shared<'_>) {
+        let writer = self.recorder.worker(slot);
+        loop {
+            let job = match lock(&shared.rx).recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            };
+            if shared.no_more.load(Ordering::SeqCst) || shared.control.level() > 0 {
+                writer.cancelled(TaskId(job.seq), job.submitted_ns, 1);
+                continue;
+            }
+            shared.events.started(job.seq);
+            if let Err(e) = self.run_job(slot, &job, shared, &writer) {
+                let mut t = lock(&shared.tally);
+                t.error.get_or_insert(e);
+                shared.no_more.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn run_job(
+        &self,
+        slot: u32,
+        job: &Job,
+        shared: &Shared<'_>,
+        writer: &crate::monitor::WorkerRecorder,
+    ) -> Result<(), CommandError> {
+        let line = self.template.render(&JobArgs {
+            seq: job.seq,
+            slot,
+            args: &job.args,
+        });
+        let program = match line.argv {
+            Some(argv) if !argv.is_empty() => Program::Direct(argv),
+            _ => Program::Shell(line.shell.clone()),
+        };
+        let limits = Limits {
+            timeout: self.opts.timeout,
+            grace: self.opts.grace,
+        };
+        let stop = StopSignal {
+            wake: shared.control.wake_r.as_raw_fd(),
+            level: &shared.control.level,
+        };
+        let tries = self.opts.tries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let start_wall = SystemTime::now();
+            let started_ns = self.recorder.now_ns();
+            let t0 = Instant::now();
+            let mut on_line = |stream: Stream, data: &[u8]| {
+                shared.events.line(job.seq, &job.args, stream, data);
+            };
+            let capture = if self.opts.line_buffer {
+                Capture::Lines(&mut on_line)
+            } else {
+                Capture::Group
+            };
+            let fin = job::run(&program, limits, &stop, capture).map_err(|e| {
+                if e.raw_os_error() == Some(libc::E2BIG) {
+                    CommandError::TooLong {
+                        seq: job.seq,
+                        bytes: line.shell.len(),
+                    }
+                } else {
+                    CommandError::Spawn {
+                        seq: job.seq,
+                        source: e,
+                    }
+                }
+            })?;
+            let runtime = t0.elapsed();
+            writer.write(TaskRecord {
+                id: TaskId(job.seq),
+                attempt,
+                items: 1,
+                input: display_input(&job.args),
+                worker: slot,
+                submitted_ns: job.submitted_ns,
+                started_ns,
+                finished_ns: self.recorder.now_ns(),
+                cpu_user_ns: fin.cpu_user_ns,
+                cpu_sys_ns: fin.cpu_sys_ns,
+                cpu_wait_ns: None,
+                max_rss_bytes: Some(fin.max_rss_bytes),
+                exit_code: fin.exit_code,
+                signal: fin.signal,
+                output_bytes: Some(fin.output_bytes),
+                outcome: outcome_of(&fin),
+            });
+            let ok = fin.exit_code == Some(0);
+            if ok || fin.stopped || attempt >= tries || shared.control.level() > 0 {
+                let start_unix_s = start_wall
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                let exit = fin.exit_code;
+                shared
+                    .events
+                    .done(JobDone {
+                        seq: job.seq,
+                        slot,
+                        args: &job.args,
+                        command: &line.shell,
+                        start_unix_s,
+                        runtime,
+                        attempts: attempt,
+                        finished: fin,
+                    })
+                    .map_err(CommandError::Events)?;
+                self.count(ok, exit, shared);
+                return Ok(());
+            }
+        }
+    }
+
+    fn count(&self, ok: bool, exit: Option<i32>, shared: &Shared<'_>) {
+        let mut t = lock(&shared.tally);
+        t.done += 1;
+        if !ok {
+            t.failed += 1;
+        }
+        let Some(halt) = self.opts.halt else { return };
+        if t.halted.is_some() {
+            return;
+        }
+        let met = match halt.on {
+            HaltOn::Fail(n) => !ok && t.failed >= n,
+            HaltOn::Success(n) => ok && t.done - t.failed >= n,
+            HaltOn::FailPercent(p) => !ok && (t.failed as f64) * 100.0 >= p * t.done as f64,
+        };
+        if met {
+            t.halted = Some(match halt.on {
+                HaltOn::Success(_) => 0,
+                _ => exit.filter(|&c| c != 0).unwrap_or(1),
+            });
+            shared.no_more.store(true, Ordering::SeqCst);
+            if halt.when == HaltWhen::Now {
+                shared.control.raise_to(1);
+            }
+        }
+    }
+}
+
+fn outcome_of(fin: &Finished) -> Outcome {
+    if fin.timed_out {
+        Outcome::TimedOut
+    } else if fin.signal.is_some() {
+        Outcome::Killed
+    } else if fin.exit_code == Some(0) {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}
+
+fn display_input(args: &[Vec<u8>]) -> String {
+    let mut s = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&String::from_utf8_lossy(a));
+        if s.len() > 200 {
+            let mut cut = 200;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push('…');
+            break;
+        }
+    }
+    s
+}
