@@ -97,11 +97,7 @@ pub struct Args {
     #[arg(long, value_name = "REGEX")]
     pub colsep: Option<String>,
     /// The command, then its input sources.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub rest: Vec<OsString>,
 }
 

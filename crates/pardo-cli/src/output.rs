@@ -122,6 +122,7 @@ impl Events for Output {
                 seq: d.seq,
                 start_unix_s: d.start_unix_s,
                 runtime_s: d.runtime.as_secs_f64(),
+                stdout_bytes: f.stdout_bytes,
                 exit_code: f.exit_code.unwrap_or(0),
                 signal: f.signal.unwrap_or(0),
                 command: d.command,

@@ -74,20 +74,6 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
-    // The command words swallow anything after them, so an unknown option shows up as the first
-    // command word; only `--` makes such a word a command.
-    if let Some(first) = a.rest.first() {
-        let starts = argv.len() - a.rest.len();
-        let bytes = first.as_encoded_bytes();
-        if bytes.len() > 1 && bytes[0] == b'-' && argv[starts - 1] != "--" {
-            eprintln!(
-                "pardo: unknown option {}; write `pardo -- {}` to run a command of that name",
-                first.to_string_lossy(),
-                first.to_string_lossy()
-            );
-            return Ok(Status::Error.into());
-        }
-    }
     let cores = pardo::monitor::available_cores();
     let slots = args::parse_jobs(a.jobs.as_deref(), cores).map_err(anyhow::Error::msg)?;
     let halt = match &a.halt {

@@ -363,3 +363,33 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn joblog_receive_counts_stdout_bytes_as_gnu_parallel_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    pardo()
+        .args(["-k", "--joblog"])
+        .arg(&log)
+        .args(["echo {}; echo err >&2", ":::", "abc", "z"])
+        .assert()
+        .success()
+        .stdout("abc\nz\n")
+        .stderr("err\nerr\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Lines come in completion order, as in GNU parallel: pair each with its job number.
+    let mut receive: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_owned(), f[5].to_owned())
+        })
+        .collect();
+    receive.sort();
+    // "abc\n" and "z\n"; what went to stderr is not counted.
+    assert_eq!(
+        receive,
+        [("1".into(), "4".into()), ("2".into(), "2".into())]
+    );
+}

@@ -158,13 +158,24 @@ fn empty_input_is_success() {
 }
 
 #[test]
+fn attached_option_values_parse_as_in_gnu_parallel() {
+    // Regression: `-j2` and clustered `-kj2` were taken for the command.
+    pardo()
+        .args(["-kj2", "echo", "{}", ":::", "a", "b"])
+        .assert()
+        .success()
+        .stdout("a\nb\n")
+        .stderr("");
+}
+
+#[test]
 fn unknown_option_is_255_with_a_message() {
     pardo()
         .args(["--bogus", "echo", ":::", "a"])
         .assert()
         .code(255)
         .stdout("")
-        .stderr(predicate::str::contains("unknown option --bogus"));
+        .stderr(predicate::str::contains("unexpected argument '--bogus'"));
     pardo()
         .args(["-j", "lots", "echo", ":::", "a"])
         .assert()

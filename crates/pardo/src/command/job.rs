@@ -81,6 +81,8 @@ pub struct Finished {
     pub stderr: Vec<u8>,
     /// Bytes written to both streams.
     pub output_bytes: u64,
+    /// Bytes written to standard output (GNU parallel's joblog `Receive`).
+    pub stdout_bytes: u64,
 }
 
 /// Something the waiting job should react to besides its own output and exit.
@@ -241,6 +243,9 @@ pub fn run(
                         continue;
                     }
                     fin.output_bytes += n as u64;
+                    if matches!(stream, Stream::Stdout) {
+                        fin.stdout_bytes += n as u64;
+                    }
                     let data = &buf[..n];
                     match &mut capture {
                         Capture::Group => match stream {

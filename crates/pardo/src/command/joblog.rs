@@ -6,7 +6,8 @@
 //! - `Host`: `:` (this machine);
 //! - `Starttime`: Unix time the job started, seconds with three decimals;
 //! - `JobRuntime`: seconds with three decimals, right-aligned in 10 columns (`%10.3f`);
-//! - `Send`, `Receive`: bytes transferred to and from a remote host: `0` here;
+//! - `Send`: bytes sent to a remote host: `0` here (all jobs are local);
+//! - `Receive`: bytes the job wrote to standard output (as GNU parallel counts them);
 //! - `Exitval`: the exit code (0 when a signal ended it);
 //! - `Signal`: the signal number that ended it, else 0;
 //! - `Command`: the command as shell code, every value quoted.
@@ -32,6 +33,8 @@ pub struct JoblogEntry<'a> {
     pub start_unix_s: f64,
     /// Run time in seconds.
     pub runtime_s: f64,
+    /// Bytes the job wrote to standard output.
+    pub stdout_bytes: u64,
     /// Exit code (0 when killed by a signal).
     pub exit_code: i32,
     /// Signal number, or 0.
@@ -45,15 +48,15 @@ pub struct JoblogEntry<'a> {
 /// ```
 /// use pardo::command::joblog::{format_line, JoblogEntry};
 /// let line = format_line(&JoblogEntry {
-///     seq: 3, start_unix_s: 1700000000.1234, runtime_s: 0.5, exit_code: 1, signal: 0,
+///     seq: 3, start_unix_s: 1700000000.1234, runtime_s: 0.5, stdout_bytes: 12, exit_code: 1, signal: 0,
 ///     command: b"echo 'a b'",
 /// });
-/// assert_eq!(line, b"3\t:\t1700000000.123\t     0.500\t0\t0\t1\t0\techo 'a b'\n");
+/// assert_eq!(line, b"3\t:\t1700000000.123\t     0.500\t0\t12\t1\t0\techo 'a b'\n");
 /// ```
 pub fn format_line(e: &JoblogEntry<'_>) -> Vec<u8> {
     let mut line = format!(
-        "{}\t:\t{:.3}\t{:10.3}\t0\t0\t{}\t{}\t",
-        e.seq, e.start_unix_s, e.runtime_s, e.exit_code, e.signal
+        "{}\t:\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t",
+        e.seq, e.start_unix_s, e.runtime_s, e.stdout_bytes, e.exit_code, e.signal
     )
     .into_bytes();
     // A newline inside the command would split the record; GNU parallel writes it as is, we
