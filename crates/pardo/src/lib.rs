@@ -34,8 +34,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod compare;
 mod executor;
 mod handle;
+pub mod loopback;
 pub mod monitor;
 mod pool;
 mod sync;
