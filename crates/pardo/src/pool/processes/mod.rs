@@ -47,6 +47,8 @@ pub use worker::worker_hook;
 #[doc(hidden)]
 pub use worker::Registered;
 
+/// How many times an idle manager yields and looks for a job before it sleeps.
+const SPIN_ROUNDS: usize = 32;
 /// How long a new worker has to say hello before it is killed and the start reported failed.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a closed-down worker's stderr may stay open after it died (a grandchild can hold
@@ -173,6 +175,7 @@ impl ProcessPoolBuilder {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 closing: false,
+                spinner: false,
             }),
             more: Condvar::new(),
             target: AtomicUsize::new(0),
@@ -282,6 +285,8 @@ struct Shared {
 struct Queue {
     jobs: VecDeque<Job>,
     closing: bool,
+    /// True while one idle manager polls the queue before sleeping (see `next_job`).
+    spinner: bool,
 }
 
 struct Config {
@@ -705,8 +710,13 @@ impl RunTask for ProcessPool {
 
 impl Shared {
     fn push(&self, job: Job) {
-        lock(&self.queue).jobs.push_back(job);
-        self.more.notify_one();
+        let mut q = lock(&self.queue);
+        let spinner_takes_it = q.spinner && q.jobs.is_empty();
+        q.jobs.push_back(job);
+        drop(q);
+        if !spinner_takes_it {
+            self.more.notify_one();
+        }
     }
 
     /// Records a task that never reached a worker (its input could not be encoded).
@@ -720,6 +730,44 @@ impl Shared {
 
     /// The next job for the manager of slot `index`; `None` when it should stop.
     fn next_job(&self, index: usize) -> Option<Job> {
+        // A caller that waits on each result submits its next task right after waking: look
+        // again a few times, yielding the core, before sleeping on the condvar (a futex wake
+        // costs more than the whole pipe round trip).
+        // Only one manager spins (on 2 cores a second spinner steals the worker's core), and
+        // a push that the spinner will pick up skips the condvar, so no sleeping manager is
+        // woken for nothing. The flag lives under the queue lock: a job pushed onto an empty
+        // queue while `spinner` is set is taken by the spinner, which clears the flag in the
+        // same critical section, so any later push wakes a sleeper.
+        let spin = {
+            let mut q = lock(&self.queue);
+            !std::mem::replace(&mut q.spinner, true)
+        };
+        if spin {
+            for round in 0..=SPIN_ROUNDS {
+                let mut q = lock(&self.queue);
+                let job = q.jobs.pop_front();
+                if job.is_some() || round == SPIN_ROUNDS {
+                    q.spinner = false;
+                    if !q.jobs.is_empty() {
+                        self.more.notify_one();
+                    }
+                    drop(q);
+                    match job {
+                        Some(job) if index < self.target.load(Ordering::SeqCst) => {
+                            return Some(job)
+                        }
+                        Some(job) => {
+                            lock(&self.queue).jobs.push_front(job);
+                            self.more.notify_one();
+                        }
+                        None => {}
+                    }
+                    break;
+                }
+                drop(q);
+                std::thread::yield_now();
+            }
+        }
         let mut q = lock(&self.queue);
         loop {
             if index >= self.target.load(Ordering::SeqCst) {
