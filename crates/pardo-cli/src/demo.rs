@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pardo::compare::{compare, Workload as CompareWorkload};
 use pardo::monitor::{available_cores, format_duration};
 use pardo::{Report, ShutdownMode, ThreadPool};
 
@@ -98,7 +99,28 @@ pub fn run() -> anyhow::Result<ExitCode> {
     for line in last {
         println!("- {line}");
     }
+    compare_executors(cores)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Choose by workload: the same CPU-bound and I/O-bound jobs on threads, processes and async,
+/// one table each, every number from the pools' own reports.
+fn compare_executors(cores: usize) -> anyhow::Result<()> {
+    println!("\nthe same workloads on each executor (thread / process / async pool)\n");
+    let cpu = compare(CompareWorkload::Cpu {
+        tasks: 8 * cores as u64,
+        bytes: HASH_BYTES as u64,
+        workers: cores,
+    })?;
+    println!("{cpu}");
+    let io = compare(CompareWorkload::Http {
+        requests: 200,
+        delay: WAIT,
+        concurrency: 16,
+        workers: cores,
+    })?;
+    println!("{io}");
+    Ok(())
 }
 
 /// The worker count a report's findings recommend, if any, capped for a demo.

@@ -12,6 +12,8 @@ mod run;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Process-pool workers are this binary re-executed: in one, the hook serves tasks and exits.
+    pardo::worker_hook();
     match run() {
         Ok(code) => code,
         Err(e) => {

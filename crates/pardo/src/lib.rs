@@ -35,8 +35,10 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod command;
+pub mod compare;
 mod executor;
 mod handle;
+pub mod loopback;
 pub mod monitor;
 mod pool;
 mod sync;
@@ -44,10 +46,20 @@ mod task;
 pub mod tune;
 pub mod workloads;
 
+/// Items the [`task_fn!`] macro expands to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::pool::processes::Registered;
+    pub use inventory;
+}
+
 pub use executor::{Executor, ShutdownMode};
 pub use handle::{as_completed, AsCompleted, Handle};
 pub use monitor::{Finding, Report};
+pub use pool::aio::{pool_stream, AsyncPool, AsyncPoolBuilder, IterStream, MapStream};
 pub use pool::map::{Map, MapUnordered};
+pub use pool::processes::{worker_hook, ProcessPool, ProcessPoolBuilder, ProcessStats};
+pub use pool::task_fn::{RunTask, TaskFn};
 pub use pool::threads::{Scope, ThreadPool, ThreadPoolBuilder};
 pub use pool::PoolError;
 pub use task::{Outcome, TaskError, TaskId};

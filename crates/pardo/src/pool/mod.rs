@@ -1,6 +1,9 @@
 //! Executors, one file per kind. See `README.md` in this folder for the thread pool's protocol.
 
+pub mod aio;
 pub mod map;
+pub mod processes;
+pub mod task_fn;
 pub mod threads;
 
 /// Why a pool could not be built or resized.
@@ -18,4 +21,23 @@ pub enum PoolError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A worker process started but did not become a working pardo worker.
+    #[error("worker {worker} did not start: {reason}")]
+    WorkerStart {
+        /// The worker slot, from 1.
+        worker: usize,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+    /// A process pool was built inside a process started as a pardo worker whose `main` did not
+    /// call [`worker_hook`](crate::worker_hook) first; refusing stops it from starting workers
+    /// of its own, recursively.
+    #[error(
+        "this process was started as a pardo worker, but main() did not call \
+         pardo::worker_hook() first; add it as the first line of main"
+    )]
+    InsideWorker,
+    /// The async pool's runtime could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }

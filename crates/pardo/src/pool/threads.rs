@@ -8,7 +8,6 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
@@ -16,6 +15,7 @@ use crate::executor::{Executor, ShutdownMode};
 use crate::handle::{Handle, Promise};
 use crate::monitor::{available_cores, Recorder, Report, Retention, RunRecord, WorkerRecorder};
 use crate::pool::map::{Chunk, Map, MapUnordered, SubmitChunk};
+use crate::pool::task_fn::{chunk_outcome, run_items};
 use crate::pool::PoolError;
 use crate::sync::{lock, wait};
 use crate::task::{panic_message, Outcome, TaskError, TaskId};
@@ -705,8 +705,8 @@ fn run_chunk<T, R>(
     first: TaskId,
     submitted: u64,
     promise: Promise<Chunk<T, R>>,
-    mut items: Vec<T>,
-    mut values: Vec<R>,
+    items: Vec<T>,
+    values: Vec<R>,
     f: &(dyn Fn(T) -> R + Send + Sync),
 ) {
     let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
@@ -716,33 +716,9 @@ fn run_chunk<T, R>(
         return;
     }
     let meter = w.begin();
-    let t0 = Instant::now();
-    values.reserve(items.len());
-    let mut errors = Vec::new();
-    // Drain rather than consume, so the emptied input buffer can go back for reuse.
-    for (pos, item) in items.drain(..).enumerate() {
-        match catch_unwind(AssertUnwindSafe(|| f(item))) {
-            Ok(v) => values.push(v),
-            Err(payload) => {
-                let id = TaskId(first.0 + pos as u64);
-                let message = panic_message(payload.as_ref());
-                errors.push((pos as u32, TaskError::Panicked { id, message }));
-            }
-        }
-    }
-    let busy_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let outcome = if errors.is_empty() {
-        Outcome::Ok
-    } else {
-        Outcome::Panicked
-    };
-    w.finish(meter, first, submitted, n, outcome);
-    promise.complete(Ok(Chunk {
-        values,
-        errors,
-        busy_ns,
-        spare: items,
-    }));
+    let chunk = run_items(first, items, values, f);
+    w.finish(meter, first, submitted, n, chunk_outcome(&chunk));
+    promise.complete(Ok(chunk));
 }
 
 /// Spawns tasks that may borrow from the stack of [`ThreadPool::scope`]'s caller.

@@ -1,0 +1,29 @@
+//! Choose by workload: the same CPU-bound job (hashing) and the same I/O-bound job (HTTP GETs
+//! against a server this example starts on 127.0.0.1) on a thread pool, a process pool and an
+//! async pool, with one table of what pardo measured for each.
+//!
+//! Run: `cargo run --release --example executor_comparison`
+
+use std::time::Duration;
+
+use pardo::compare::{compare, Workload};
+use pardo::monitor::available_cores;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    pardo::worker_hook(); // the process pool's workers are this binary: they take over here
+    let cores = available_cores();
+    let cpu = compare(Workload::Cpu {
+        tasks: 8 * cores as u64,
+        bytes: 2 << 20,
+        workers: cores,
+    })?;
+    println!("{cpu}");
+    let io = compare(Workload::Http {
+        requests: 200,
+        delay: Duration::from_millis(20),
+        concurrency: 16,
+        workers: cores,
+    })?;
+    println!("{io}");
+    Ok(())
+}

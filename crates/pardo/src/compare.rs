@@ -1,0 +1,253 @@
+//! One workload on all three executors — [`ThreadPool`], [`ProcessPool`], [`AsyncPool`] — and
+//! one table of what each run's [`Report`] measured: wall time, speedup, CPU ratio, verdict.
+//! This is the "choose by workload" scenario of `pardo demo` and `examples/executor_comparison.rs`.
+//!
+//! Every number in the table comes from the pools' own records; nothing is computed outside
+//! the [`Report`]. The process pool runs in re-executed copies of the current binary, so the
+//! calling program needs [`worker_hook`](crate::worker_hook) first in `main`.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::loopback::{self, Fetch, LoopbackServer};
+use crate::monitor::format_duration;
+use crate::{
+    pool_stream, AsyncPool, PoolError, ProcessPool, Report, RunTask, ShutdownMode, TaskError,
+    ThreadPool,
+};
+
+crate::task_fn! {
+    /// [`workloads::hash_block`](crate::workloads::hash_block) of `(seed, bytes)`: the CPU-bound
+    /// workload.
+    pub HashBlock((seed, bytes): (u64, u64)) -> u64 {
+        crate::workloads::hash_block(seed, usize::try_from(bytes).unwrap_or(usize::MAX))
+    }
+}
+
+/// What to run on each executor.
+#[derive(Clone, Copy, Debug)]
+pub enum Workload {
+    /// `tasks` × [`HashBlock`] of `bytes` each, on `workers` workers.
+    Cpu {
+        /// How many blocks.
+        tasks: u64,
+        /// Bytes per block.
+        bytes: u64,
+        /// Workers of each pool (runtime threads and in-flight bound for the async pool).
+        workers: usize,
+    },
+    /// `requests` HTTP GETs to a [`LoopbackServer`] answering after `delay`, `concurrency` at
+    /// a time (threads, processes, or async tasks in flight on `workers` runtime threads).
+    Http {
+        /// How many requests.
+        requests: u64,
+        /// The server's delay per response.
+        delay: Duration,
+        /// Requests in flight at once.
+        concurrency: usize,
+        /// Runtime threads of the async pool.
+        workers: usize,
+    },
+}
+
+impl Workload {
+    fn name(&self) -> String {
+        match *self {
+            Workload::Cpu { tasks, bytes, .. } => {
+                format!("CPU-bound: {tasks} × hash {} KiB", bytes >> 10)
+            }
+            Workload::Http {
+                requests, delay, ..
+            } => format!(
+                "I/O-bound: {requests} × HTTP GET on 127.0.0.1, {} ms server delay",
+                delay.as_millis()
+            ),
+        }
+    }
+}
+
+/// Why a comparison could not be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompareError {
+    /// A pool could not be built.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A task of the workload failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The loopback server or a request failed.
+    #[error("loopback HTTP: {0}")]
+    Http(String),
+}
+
+/// One executor's run.
+#[derive(Debug)]
+pub struct Row {
+    /// `thread_pool`, `process_pool` or `async_pool`.
+    pub executor: &'static str,
+    /// Its concurrency: workers, or tasks in flight.
+    pub concurrency: usize,
+    /// What its records say.
+    pub report: Report,
+}
+
+/// A workload's rows, one per executor; `Display` prints the table.
+#[derive(Debug)]
+pub struct Comparison {
+    /// What ran.
+    pub workload: String,
+    /// Threads, processes, async — in that order.
+    pub rows: Vec<Row>,
+}
+
+/// Runs `workload` on a thread pool, a process pool and an async pool, one after another.
+pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
+    let rows = match workload {
+        Workload::Cpu {
+            tasks,
+            bytes,
+            workers,
+        } => {
+            let inputs = move || (0..tasks).map(move |seed| (seed, bytes));
+            let threads = ThreadPool::builder().workers(workers).build()?;
+            let processes = ProcessPool::builder().workers(workers).build()?;
+            let tasks_pool = AsyncPool::builder()
+                .workers(workers)
+                .max_in_flight(workers)
+                .build()?;
+            vec![
+                Row {
+                    executor: "thread_pool",
+                    concurrency: workers,
+                    report: drain(&threads, inputs(), HashBlock)
+                        .map(|()| threads.shutdown(ShutdownMode::Wait))?,
+                },
+                Row {
+                    executor: "process_pool",
+                    concurrency: workers,
+                    report: drain(&processes, inputs(), HashBlock)
+                        .map(|()| processes.shutdown(ShutdownMode::Wait))?,
+                },
+                Row {
+                    executor: "async_pool",
+                    concurrency: workers,
+                    report: drain(&tasks_pool, inputs(), HashBlock)
+                        .map(|()| tasks_pool.shutdown(ShutdownMode::Wait))?,
+                },
+            ]
+        }
+        Workload::Http {
+            requests,
+            delay,
+            concurrency,
+            workers,
+        } => {
+            let server =
+                LoopbackServer::start(delay).map_err(|e| CompareError::Http(e.to_string()))?;
+            let addr = server.addr();
+            let urls = move || std::iter::repeat_n(addr.to_string(), requests as usize);
+            let threads = ThreadPool::builder().workers(concurrency).build()?;
+            let thread_report =
+                fetch_all(&threads, urls()).map(|()| threads.shutdown(ShutdownMode::Wait))?;
+            let processes = ProcessPool::builder().workers(concurrency).build()?;
+            let process_report =
+                fetch_all(&processes, urls()).map(|()| processes.shutdown(ShutdownMode::Wait))?;
+            let tasks_pool = AsyncPool::builder()
+                .workers(workers)
+                .max_in_flight(concurrency)
+                .build()?;
+            let fetched = tasks_pool.block_on(async {
+                let mut results =
+                    tasks_pool.map(pool_stream(0..requests), move |_| loopback::get(addr));
+                while let Some(r) = results.next().await {
+                    r?.map_err(|e| CompareError::Http(e.to_string()))?;
+                }
+                Ok::<(), CompareError>(())
+            });
+            let async_report = fetched.map(|()| tasks_pool.shutdown(ShutdownMode::Wait))?;
+            vec![
+                Row {
+                    executor: "thread_pool",
+                    concurrency,
+                    report: thread_report,
+                },
+                Row {
+                    executor: "process_pool",
+                    concurrency,
+                    report: process_report,
+                },
+                Row {
+                    executor: "async_pool",
+                    concurrency,
+                    report: async_report,
+                },
+            ]
+        }
+    };
+    Ok(Comparison {
+        workload: workload.name(),
+        rows,
+    })
+}
+
+/// Maps `inputs` through `f` on `pool`, one input per task, and checks every result.
+fn drain<P: RunTask>(
+    pool: &P,
+    inputs: impl Iterator<Item = (u64, u64)>,
+    f: HashBlock,
+) -> Result<(), CompareError> {
+    for r in pool.map_task(inputs, f).chunk_size(1) {
+        r?;
+    }
+    Ok(())
+}
+
+fn fetch_all<P: RunTask>(pool: &P, urls: impl Iterator<Item = String>) -> Result<(), CompareError> {
+    for r in pool.map_task(urls, Fetch).chunk_size(1) {
+        r?.map_err(CompareError::Http)?;
+    }
+    Ok(())
+}
+
+impl Comparison {
+    /// The row with the shortest wall time.
+    pub fn fastest(&self) -> Option<&Row> {
+        self.rows.iter().min_by_key(|r| r.report.wall_ns)
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.workload)?;
+        writeln!(
+            f,
+            "  {:<13} {:>5} {:>6} {:>10} {:>8} {:>8} {:>9}  verdict",
+            "executor", "conc", "tasks", "wall", "speedup", "cpu/wall", "vs fastest"
+        )?;
+        let best = self.fastest().map_or(1, |r| r.report.wall_ns.max(1));
+        for row in &self.rows {
+            let r = &row.report;
+            writeln!(
+                f,
+                "  {:<13} {:>5} {:>6} {:>10} {:>8.2} {:>8} {:>9.2}x  {}",
+                row.executor,
+                row.concurrency,
+                r.tasks,
+                format_duration(r.wall_ns),
+                r.speedup,
+                r.cpu_ratio.map_or("-".to_owned(), |c| format!("{c:.2}")),
+                r.wall_ns as f64 / best as f64,
+                r.workload
+            )?;
+        }
+        if let Some(row) = self.fastest() {
+            write!(f, "  fastest: {}", row.executor)?;
+            if let Some(finding) = row.report.findings.first() {
+                write!(f, "; pardo says: {finding}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

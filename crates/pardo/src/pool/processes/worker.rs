@@ -1,0 +1,242 @@
+//! The worker side: [`worker_hook`], the registry of task functions, and the serve loop.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::FromRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::pool::processes::wire::{self, Hello, ItemResult, Reply, Request};
+use crate::pool::task_fn::{thread_cpu_ns, TaskFn};
+use crate::task::panic_message;
+
+/// Set in a worker's environment to the parent's pid: "you are a pardo worker".
+pub(crate) const ENV_WORKER: &str = "PARDO_WORKER";
+/// Set in a worker's environment to its address-space limit in bytes, when there is one.
+pub(crate) const ENV_MEMORY: &str = "PARDO_WORKER_MEMORY_LIMIT";
+
+/// A registered task function: its name and a type-erased runner. Built by
+/// [`task_fn!`](crate::task_fn); not meant to be used directly.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Registered {
+    name: &'static str,
+    run: Runner,
+}
+
+/// Decodes an input, runs the function, encodes its output.
+type Runner = fn(&[u8]) -> ItemResult;
+
+impl Registered {
+    /// The registry entry for `F`.
+    pub const fn new<F: TaskFn>() -> Registered {
+        Registered {
+            name: F::NAME,
+            run: run_erased::<F>,
+        }
+    }
+}
+
+inventory::collect!(Registered);
+
+/// Decodes the input, runs `F` under `catch_unwind`, encodes the output.
+fn run_erased<F: TaskFn>(input: &[u8]) -> ItemResult {
+    let input: F::Input = match postcard::from_bytes(input) {
+        Ok(v) => v,
+        Err(e) => {
+            return ItemResult::Failed(format!("cannot decode the input of {}: {e}", F::NAME))
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(|| F::call(input))) {
+        Ok(out) => match postcard::to_allocvec(&out) {
+            Ok(bytes) => ItemResult::Ok(bytes),
+            Err(e) => ItemResult::Failed(format!("cannot encode the result of {}: {e}", F::NAME)),
+        },
+        Err(payload) => ItemResult::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+fn registry() -> &'static HashMap<&'static str, Runner> {
+    static REGISTRY: OnceLock<HashMap<&'static str, Runner>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        inventory::iter::<Registered>
+            .into_iter()
+            .map(|r| (r.name, r.run))
+            .collect()
+    })
+}
+
+/// Lets this process serve as a [`ProcessPool`](crate::ProcessPool) worker when it was started
+/// as one; otherwise returns at once and does nothing.
+///
+/// Put it on the **first line of `main`** of every binary that builds a process pool — the
+/// pool's workers are that same binary, started again with `PARDO_WORKER` set in their
+/// environment. In a worker, this call serves tasks until the pool closes its pipe and then
+/// ends the process (`exit(0)`); it never returns. That exit is the one place pardo ends a
+/// process, and only a process pardo itself started.
+///
+/// - **Binaries and examples**: `fn main() { pardo::worker_hook(); … }`.
+/// - **Integration tests**: give the test target `harness = false` and call the hook first in
+///   its `main`, or point [`ProcessPoolBuilder::worker_program`](crate::ProcessPoolBuilder) at
+///   a binary that has it. (A libtest harness has no `main` of yours to put it in.)
+/// - **Doc tests**: write `fn main` explicitly, as the [`ProcessPool`](crate::ProcessPool)
+///   example does.
+///
+/// Before serving, a worker asks to be killed when its parent dies (`PR_SET_PDEATHSIG`), applies
+/// its memory limit (`RLIMIT_AS`), keeps the pool's pipes to itself and points its own stdout at
+/// stderr, so a task that prints cannot corrupt the protocol.
+pub fn worker_hook() {
+    let Some(parent) = std::env::var_os(ENV_WORKER) else {
+        return;
+    };
+    let code = match serve(&parent.to_string_lossy()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("pardo worker {}: {e}", std::process::id());
+            70
+        }
+    };
+    std::process::exit(code);
+}
+
+/// True in a process that was started as a worker and has not (yet) called [`worker_hook`].
+pub(crate) fn started_as_worker() -> bool {
+    std::env::var_os(ENV_WORKER).is_some()
+}
+
+fn serve(parent: &str) -> io::Result<()> {
+    let parent: libc::pid_t = parent
+        .parse()
+        .map_err(|_| io::Error::other(format!("{ENV_WORKER}={parent:?} is not a pid")))?;
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid cannot fail.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        // The parent may have died before the line above: then nobody will ever read from us.
+        if libc::getppid() != parent {
+            return Ok(());
+        }
+    }
+    if let Some(limit) = std::env::var_os(ENV_MEMORY) {
+        let bytes: u64 = limit
+            .to_string_lossy()
+            .parse()
+            .map_err(|_| io::Error::other(format!("{ENV_MEMORY}={limit:?} is not a byte count")))?;
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        // SAFETY: a valid rlimit struct for RLIMIT_AS.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // The hook runs first in main, so no other thread can use std::env concurrently.
+    std::env::remove_var(ENV_WORKER);
+    std::env::remove_var(ENV_MEMORY);
+    let (mut from_pool, mut to_pool) = take_protocol_fds()?;
+
+    let mut buf = Vec::new();
+    let hello = Hello {
+        pid: std::process::id(),
+        protocol: wire::PROTOCOL,
+    };
+    wire::write_frame(&mut to_pool, &hello, &mut buf)?;
+    let mut frame = Vec::new();
+    let registry = registry();
+    while wire::read_frame(&mut from_pool, &mut frame)? {
+        let req: Request<'_> = wire::decode(&frame)?;
+        let before = Usage::now();
+        let t0 = Instant::now();
+        let outputs = match registry.get(req.name) {
+            Some(run) => req.inputs.iter().map(|input| run(input)).collect(),
+            None => {
+                let why = format!(
+                    "no task function named {} is registered in the worker binary",
+                    req.name
+                );
+                req.inputs
+                    .iter()
+                    .map(|_| ItemResult::Failed(why.clone()))
+                    .collect()
+            }
+        };
+        let busy_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let after = Usage::now();
+        let total = after.cpu_ns.saturating_sub(before.cpu_ns);
+        let sys = after.sys_ns.saturating_sub(before.sys_ns).min(total);
+        let reply = Reply {
+            outputs,
+            busy_ns,
+            cpu_user_ns: total - sys,
+            cpu_sys_ns: sys,
+            max_rss_bytes: after.max_rss_bytes,
+        };
+        wire::write_frame(&mut to_pool, &reply, &mut buf)?;
+    }
+    Ok(())
+}
+
+/// Moves the pool's pipes (our stdin and stdout) to fresh descriptors, then points stdin at
+/// /dev/null and stdout at stderr: output of tasks goes to the pool's stderr, never into the
+/// protocol stream.
+fn take_protocol_fds() -> io::Result<(File, File)> {
+    // SAFETY: dup/dup2/open on descriptors this process owns; each new descriptor is wrapped in
+    // exactly one File, which then owns it.
+    unsafe {
+        let input = libc::dup(0);
+        let output = libc::dup(1);
+        if input < 0 || output < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::dup2(2, 1) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        libc::fcntl(input, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(output, libc::F_SETFD, libc::FD_CLOEXEC);
+        Ok((File::from_raw_fd(input), File::from_raw_fd(output)))
+    }
+}
+
+/// The worker's CPU time and peak memory at one moment.
+struct Usage {
+    /// CPU of the serving thread, exact (`CLOCK_THREAD_CPUTIME_ID`): tasks run on it.
+    cpu_ns: u64,
+    /// System CPU of the whole process (`getrusage`), for the user/system split.
+    sys_ns: u64,
+    max_rss_bytes: u64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        let cpu_ns = thread_cpu_ns();
+        let ru = rusage(libc::RUSAGE_SELF);
+        Usage {
+            cpu_ns,
+            sys_ns: ru.map_or(0, |r| timeval_ns(&r.ru_stime)),
+            max_rss_bytes: ru.map_or(0, |r| r.ru_maxrss as u64 * 1024),
+        }
+    }
+}
+
+/// `getrusage(who)`, or `None` if the kernel refused.
+pub(crate) fn rusage(who: libc::c_int) -> Option<libc::rusage> {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is valid for writes.
+    if unsafe { libc::getrusage(who, ru.as_mut_ptr()) } == 0 {
+        // SAFETY: getrusage succeeded and filled it.
+        Some(unsafe { ru.assume_init() })
+    } else {
+        None
+    }
+}
+
+pub(crate) fn timeval_ns(t: &libc::timeval) -> u64 {
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000
+}

@@ -1,0 +1,224 @@
+//! The process pool's API behaves like the thread pool's: submit, map, map_unordered,
+//! as_completed, shutdown, resizing, records — plus recycling and serialization errors, and the
+//! one-line switch between executors. Workers are this test binary re-executed.
+
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/mod.rs"]
+mod support;
+#[path = "support/tasks.rs"]
+mod tasks;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use pardo::{
+    AsyncPool, Executor, Outcome, ProcessPool, RunTask, ShutdownMode, TaskError, ThreadPool,
+};
+use tasks::*;
+
+fn main() -> ExitCode {
+    pardo::worker_hook();
+    harness::run(&[
+        (
+            "submit_map_and_as_completed_return_every_value",
+            submit_map_and_as_completed_return_every_value,
+        ),
+        ("two_workers_run_at_once", two_workers_run_at_once),
+        (
+            "records_carry_worker_cpu_and_peak_rss",
+            records_carry_worker_cpu_and_peak_rss,
+        ),
+        (
+            "workers_are_recycled_after_max_tasks",
+            workers_are_recycled_after_max_tasks,
+        ),
+        (
+            "serialization_failures_are_clear_errors",
+            serialization_failures_are_clear_errors,
+        ),
+        (
+            "cancel_pending_shutdown_cancels_queued_and_finishes_running",
+            cancel_pending_shutdown_cancels_queued_and_finishes_running,
+        ),
+        (
+            "resizing_starts_and_stops_workers",
+            resizing_starts_and_stops_workers,
+        ),
+        (
+            "one_line_switches_the_executor",
+            one_line_switches_the_executor,
+        ),
+    ])
+}
+
+fn submit_map_and_as_completed_return_every_value() {
+    let pool = ProcessPool::builder().workers(2).build().unwrap();
+    assert_eq!(pool.submit(Square, 9).wait(), Ok(81));
+    let squares: Vec<u64> = pool.map(0..20u64, Square).map(Result::unwrap).collect();
+    assert_eq!(squares, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let batched: Vec<u64> = pool
+        .map(0..100u64, Square)
+        .chunk_size(16)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(batched, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = pool
+        .map_unordered(0..10u64, Square)
+        .map(|(_, r)| r.unwrap())
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+    let handles: Vec<_> = (0..6u64).map(|x| pool.submit(Square, x)).collect();
+    let mut done: Vec<u64> = pardo::as_completed(handles)
+        .map(|(_, r)| r.unwrap())
+        .collect();
+    done.sort_unstable();
+    assert_eq!(done, vec![0, 1, 4, 9, 16, 25]);
+    let report = pool.shutdown(ShutdownMode::Wait);
+    assert_eq!(report.items, 1 + 20 + 100 + 10 + 6);
+    assert_eq!(
+        report.outcomes.get(&Outcome::Ok).copied(),
+        Some(report.tasks)
+    );
+}
+
+fn two_workers_run_at_once() {
+    let dir = scratch_dir("meet");
+    let pool = ProcessPool::builder().workers(2).build().unwrap();
+    let a = pool.submit(MeetPeer, (dir.clone(), "a".into(), "b".into()));
+    let b = pool.submit(MeetPeer, (dir.clone(), "b".into(), "a".into()));
+    let (pa, pb) = (a.wait().unwrap(), b.wait().unwrap());
+    assert_ne!(
+        pa, pb,
+        "the two tasks met, so they ran in two workers at once"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn records_carry_worker_cpu_and_peak_rss() {
+    pardo::task_fn! {
+        /// A CPU-bound task: hashes 4 MiB.
+        pub Hash(seed: u64) -> u64 { pardo::workloads::hash_block(seed, 4 << 20) }
+    }
+    let pool = ProcessPool::builder().workers(2).build().unwrap();
+    let sums: Vec<u64> = pool.map(0..4u64, Hash).map(Result::unwrap).collect();
+    assert_eq!(sums[1], pardo::workloads::hash_block(1, 4 << 20));
+    let records = pool.recorder().records();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        assert!(r.cpu_ns() > 0, "{r:?}");
+        assert!(r.max_rss_bytes.is_some_and(|b| b > 0), "{r:?}");
+        assert!(r.worker >= 1 && r.worker <= 2);
+    }
+    let report = pool.shutdown(ShutdownMode::Wait);
+    assert_eq!(report.run.executor, "process_pool");
+    assert!(report.cpu_ratio.is_some_and(|c| c > 0.0));
+}
+
+fn workers_are_recycled_after_max_tasks() {
+    let pool = ProcessPool::builder()
+        .workers(1)
+        .max_tasks_per_worker(3)
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = pool
+        .map(std::iter::repeat_n((), 9), Pid)
+        .map(Result::unwrap)
+        .collect();
+    let mut per_pid: HashMap<u32, usize> = HashMap::new();
+    for p in &pids {
+        *per_pid.entry(*p).or_default() += 1;
+    }
+    assert_eq!(per_pid.len(), 3, "{pids:?}");
+    assert!(per_pid.values().all(|&n| n == 3), "{per_pid:?}");
+    support::eventually("three recycles", || pool.stats().recycled == 3);
+    assert_eq!(pool.stats().died, 0);
+}
+
+fn serialization_failures_are_clear_errors() {
+    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    let worker = pool.worker_pids();
+    let err = pool.submit(BadInput, Unencodable).wait().unwrap_err();
+    assert!(matches!(err, TaskError::Failed { .. }), "{err}");
+    assert!(err.to_string().contains("cannot encode the input"), "{err}");
+    let err = pool.submit(BadOutput, ()).wait().unwrap_err();
+    assert!(
+        err.to_string().contains("cannot encode the result"),
+        "{err}"
+    );
+    let err = pool.submit(UndecodableOutput, ()).wait().unwrap_err();
+    assert!(
+        err.to_string().contains("cannot decode the result"),
+        "{err}"
+    );
+    // In a map, each item fails on its own.
+    let results: Vec<_> = pool.map([(), ()], BadOutput).collect();
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Err(TaskError::Failed { .. }))));
+    // None of it cost a worker.
+    assert_eq!(pool.submit(Square, 3).wait(), Ok(9));
+    assert_eq!(pool.worker_pids(), worker);
+    assert_eq!(pool.stats().died, 0);
+    let report = pool.shutdown(ShutdownMode::Wait);
+    assert_eq!(report.outcomes.get(&Outcome::Failed), Some(&5));
+}
+
+fn cancel_pending_shutdown_cancels_queued_and_finishes_running() {
+    let dir = scratch_dir("gate");
+    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    let running = pool.submit(Gate, dir.clone());
+    support::eventually("the gated task started", || dir.join("started").exists());
+    let queued: Vec<_> = (0..5u64).map(|x| pool.submit(Square, x)).collect();
+    // Open the gate only once the queued tasks have been cancelled, so the running task is
+    // provably still running while shutdown cancels.
+    let recorder = pool.recorder().clone();
+    let go = dir.join("go");
+    let opener = std::thread::spawn(move || {
+        support::eventually("five cancelled records", || recorder.counters().done >= 5);
+        std::fs::write(go, b"").unwrap();
+    });
+    let report = pool.shutdown(ShutdownMode::CancelPending);
+    opener.join().unwrap();
+    assert!(running.wait().is_ok());
+    for h in queued {
+        assert!(h.wait().unwrap_err().is_cancelled());
+    }
+    assert_eq!(report.outcomes.get(&Outcome::Cancelled), Some(&5));
+    assert_eq!(report.outcomes.get(&Outcome::Ok), Some(&1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn resizing_starts_and_stops_workers() {
+    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    pool.set_workers(3).unwrap();
+    assert_eq!(pool.workers(), 3);
+    assert_eq!(pool.worker_pids().len(), 3);
+    assert_eq!(pool.stats().started, 3);
+    pool.set_workers(1).unwrap();
+    support::eventually("two workers left", || pool.worker_pids().len() == 1);
+    let got: Vec<u64> = pool.map(0..8u64, Square).map(Result::unwrap).collect();
+    assert_eq!(got[7], 49);
+    assert!(pool.set_workers(0).is_err());
+}
+
+/// The workload, written once against `RunTask`.
+fn total_of_squares(pool: &impl RunTask) -> u64 {
+    let mapped: u64 = pool.map_task(1..=10u64, Square).map(Result::unwrap).sum();
+    mapped + pool.submit_task(Square, 100).wait().unwrap()
+}
+
+fn one_line_switches_the_executor() {
+    let expected = 385 + 10_000;
+    let threads = ThreadPool::builder().workers(2).build().unwrap();
+    assert_eq!(total_of_squares(&threads), expected);
+    let processes = ProcessPool::builder().workers(2).build().unwrap();
+    assert_eq!(total_of_squares(&processes), expected);
+    let tasks = AsyncPool::builder().workers(2).build().unwrap();
+    assert_eq!(total_of_squares(&tasks), expected);
+    // The same records on all three.
+    for report in [threads.report(), processes.report(), tasks.report()] {
+        assert_eq!(report.items, 11, "{}", report.run.executor);
+    }
+}
