@@ -52,7 +52,7 @@ impl AsyncPoolBuilder {
     }
 
     /// The most tasks running (started and not finished) at once; the rest wait their turn in
-    /// submission order (default [`DEFAULT_MAX_IN_FLIGHT`]). This is the pool's concurrency, as
+    /// submission order (default 256). This is the pool's concurrency, as
     /// reported by [`Executor::workers`].
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.max_in_flight = n;
@@ -170,7 +170,7 @@ impl Drop for Outstanding {
 }
 
 impl AsyncPool {
-    /// A builder with the defaults: one runtime thread per core, [`DEFAULT_MAX_IN_FLIGHT`].
+    /// A builder with the defaults: one runtime thread per core, 256 tasks in flight.
     pub fn builder() -> AsyncPoolBuilder {
         AsyncPoolBuilder {
             workers: None,

@@ -8,39 +8,7 @@
 //! [`RunTask`] is implemented by [`ThreadPool`], [`ProcessPool`](crate::ProcessPool) and
 //! [`AsyncPool`](crate::AsyncPool). Code written against it runs unchanged on all three, so moving
 //! a workload from threads to processes to async is a change of the one line that builds the
-//! pool:
-//!
-//! ```
-//! use pardo::{RunTask, ShutdownMode, ThreadPool, ProcessPool, AsyncPool};
-//!
-//! pardo::task_fn! {
-//!     /// Hashes a 64 KiB block: pure CPU work.
-//!     pub HashBlock(seed: u64) -> u64 { pardo::workloads::hash_block(seed, 64 << 10) }
-//! }
-//!
-//! /// The workload, written once against any executor.
-//! fn checksum(pool: &impl RunTask) -> u64 {
-//!     pool.map_task(0..32u64, HashBlock).map(|r| r.unwrap()).fold(0, u64::wrapping_add)
-//! }
-//!
-//! fn main() -> Result<(), pardo::PoolError> {
-//!     pardo::worker_hook(); // a re-executed worker process takes over here and never returns
-//!
-//!     let pool = ThreadPool::builder().workers(2).build()?; // ← the one line to change:
-//!     // let pool = ProcessPool::builder().workers(2).build()?;
-//!     // let pool = AsyncPool::builder().workers(2).build()?;
-//!     let on_threads = checksum(&pool);
-//!
-//!     let processes = ProcessPool::builder().workers(2).build()?;
-//!     assert_eq!(checksum(&processes), on_threads);
-//!     let report = processes.shutdown(ShutdownMode::Wait);
-//!     assert_eq!(report.items, 32);
-//!
-//!     let tasks = AsyncPool::builder().workers(2).build()?;
-//!     assert_eq!(checksum(&tasks), on_threads);
-//!     Ok(())
-//! }
-//! ```
+//! pool (see the example on [`RunTask`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -105,8 +73,40 @@ macro_rules! task_fn {
     };
 }
 
-/// Runs [`TaskFn`]s on any of pardo's pools; see the [module docs](self) for the one-line
-/// switch between executors.
+/// Runs [`TaskFn`]s on any of pardo's pools: code written against this trait moves between
+/// executors by changing the one line that builds the pool.
+///
+/// ```
+/// use pardo::{RunTask, ShutdownMode, ThreadPool, ProcessPool, AsyncPool};
+///
+/// pardo::task_fn! {
+///     /// Hashes a 64 KiB block: pure CPU work.
+///     pub HashBlock(seed: u64) -> u64 { pardo::workloads::hash_block(seed, 64 << 10) }
+/// }
+///
+/// /// The workload, written once against any executor.
+/// fn checksum(pool: &impl RunTask) -> u64 {
+///     pool.map_task(0..32u64, HashBlock).map(|r| r.unwrap()).fold(0, u64::wrapping_add)
+/// }
+///
+/// fn main() -> Result<(), pardo::PoolError> {
+///     pardo::worker_hook(); // a re-executed worker process takes over here and never returns
+///
+///     let pool = ThreadPool::builder().workers(2).build()?; // ← the one line to change:
+///     // let pool = ProcessPool::builder().workers(2).build()?;
+///     // let pool = AsyncPool::builder().workers(2).build()?;
+///     let on_threads = checksum(&pool);
+///
+///     let processes = ProcessPool::builder().workers(2).build()?;
+///     assert_eq!(checksum(&processes), on_threads);
+///     let report = processes.shutdown(ShutdownMode::Wait);
+///     assert_eq!(report.items, 32);
+///
+///     let tasks = AsyncPool::builder().workers(2).build()?;
+///     assert_eq!(checksum(&tasks), on_threads);
+///     Ok(())
+/// }
+/// ```
 ///
 /// Handles, `map` iterators, errors and records are the same whichever pool runs the tasks.
 pub trait RunTask: Executor {
