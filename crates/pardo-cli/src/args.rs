@@ -72,7 +72,7 @@ pub struct Args {
     /// With --joblog: skip the jobs the joblog lists as succeeded, run the rest again.
     #[arg(long = "resume-failed")]
     pub resume_failed: bool,
-    /// Save each job's output as DIR/<job number>/stdout and stderr.
+    /// Save each job's output as `DIR/<job number>/stdout` and stderr.
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
     /// Progress bar on stderr (only when stderr is a terminal).
