@@ -276,3 +276,48 @@ fn results_dir_holds_each_jobs_output() {
         b"err-b\n"
     );
 }
+
+/// Regression (security): single quotes around a value are only safe where the template does
+/// not quote; `echo "{}"` once ran `$(…)` from the input.
+#[test]
+fn values_inside_the_templates_own_quotes_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str); 6] = [
+        (r#"echo "{}""#, "$(touch PWNED)"),
+        (r#"echo "{}""#, "`touch PWNED`"),
+        ("echo '{}'", "a';touch PWNED;'"),
+        (r#"echo "$(echo {})""#, "$(touch PWNED)"),
+        (r#"echo "$(echo '{}')""#, "x';touch PWNED;'"),
+        ("cat <<X\n{}\nX", "$(touch PWNED)"),
+    ];
+    for (template, value) in cases {
+        // The job may fail (a quote in the value can leave the template's quote unbalanced);
+        // what must never happen is the value running.
+        let _ = pardo()
+            .current_dir(dir.path())
+            .args([template, ":::", value])
+            .output()
+            .unwrap();
+        assert!(
+            !dir.path().join("PWNED").exists(),
+            "{template:?} ran {value:?}"
+        );
+    }
+}
+
+#[test]
+fn a_value_in_the_templates_double_quotes_stays_one_inert_word() {
+    pardo()
+        .args(["-k", r#"printf '<%s>\n' "{}""#, ":::", "a b", "$(id)"])
+        .assert()
+        .success()
+        // Inside double quotes `sh` drops the backslash before `$` and keeps the others.
+        .stdout("<a\\ b>\n<$\\(id\\)>\n")
+        .stderr("");
+    // A backslash makes `{` literal, as in the shell; the value is then appended, quoted.
+    pardo()
+        .args([r"echo \{}", ":::", "x;y"])
+        .assert()
+        .success()
+        .stdout("{} x;y\n");
+}

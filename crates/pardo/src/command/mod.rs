@@ -25,7 +25,9 @@ pub use job::{Finished, Program, Stream};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
-pub use template::{apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template};
+pub use template::{
+    apply, escape_into, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template,
+};
 
 /// Why a run of commands could not go on.
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,12 @@
 //! strings cut out of it once at parse time. Rendering a job inserts every value as **one
 //! quoted shell word**, so a value such as `a; rm -rf ~` or `$(reboot)` is text, never code.
 //!
+//! Where the template itself quotes a replacement string (`'{}'`, `"{}"`, `"$(cat {})"`, or
+//! anywhere in a template with a here-document), single quotes around the value would end the
+//! template's quoting instead, so such a value has every byte with shell meaning escaped with a
+//! backslash, as GNU parallel does: inert in any quoting context, though inside quotes the
+//! backslashes may show. `\{}` is a literal `{}`, as in the shell.
+//!
 //! When the template's own text has no shell syntax, the job is run directly (argv built
 //! word by word, no shell); the result is the same as running the quoted form under `sh -c`,
 //! only faster. Values are bytes, so non-UTF-8 file names pass through byte-exact.
@@ -29,10 +35,12 @@ pub enum Form {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
     Lit(Vec<u8>),
-    /// `pos` is 1-based (`{1}`); `None` means every argument of the job.
+    /// `pos` is 1-based (`{1}`); `None` means every argument of the job. `quoted`: the
+    /// template's own quoting surrounds it (see the module docs).
     Arg {
         pos: Option<usize>,
         form: Form,
+        quoted: bool,
     },
     Seq,
     Slot,
@@ -87,6 +95,7 @@ impl Template {
                 parts: vec![Part::Arg {
                     pos: None,
                     form: Form::Whole,
+                    quoted: false,
                 }],
                 direct: false,
                 raw: true,
@@ -105,6 +114,7 @@ impl Template {
             parts.push(Part::Arg {
                 pos: None,
                 form: Form::Whole,
+                quoted: false,
             });
         }
         let direct = is_direct(&parts);
@@ -140,10 +150,15 @@ impl Template {
         let mut shell = Vec::new();
         let mut words: Vec<Vec<u8>> = Vec::new();
         let mut cur: Option<Vec<u8>> = None;
-        let push_value = |v: &[u8], shell: &mut Vec<u8>, cur: &mut Option<Vec<u8>>| {
-            quote_into(v, shell);
-            cur.get_or_insert_with(Vec::new).extend_from_slice(v);
-        };
+        let push_value =
+            |v: &[u8], quoted: bool, shell: &mut Vec<u8>, cur: &mut Option<Vec<u8>>| {
+                if quoted {
+                    escape_into(v, shell);
+                } else {
+                    quote_into(v, shell);
+                }
+                cur.get_or_insert_with(Vec::new).extend_from_slice(v);
+            };
         for part in &self.parts {
             match part {
                 Part::Lit(lit) => {
@@ -156,22 +171,35 @@ impl Template {
                         }
                     }
                 }
-                Part::Seq => push_value(job.seq.to_string().as_bytes(), &mut shell, &mut cur),
-                Part::Slot => push_value(job.slot.to_string().as_bytes(), &mut shell, &mut cur),
-                Part::Arg { pos: Some(p), form } => {
-                    let v = job.args.get(p - 1).map(Vec::as_slice).unwrap_or(b"");
-                    push_value(&apply(*form, v), &mut shell, &mut cur);
+                // Digits only: the same text in any quoting context.
+                Part::Seq => {
+                    push_value(job.seq.to_string().as_bytes(), false, &mut shell, &mut cur)
                 }
-                Part::Arg { pos: None, form } => {
+                Part::Slot => {
+                    push_value(job.slot.to_string().as_bytes(), false, &mut shell, &mut cur)
+                }
+                Part::Arg {
+                    pos: Some(p),
+                    form,
+                    quoted,
+                } => {
+                    let v = job.args.get(p - 1).map(Vec::as_slice).unwrap_or(b"");
+                    push_value(&apply(*form, v), *quoted, &mut shell, &mut cur);
+                }
+                Part::Arg {
+                    pos: None,
+                    form,
+                    quoted,
+                } => {
                     for (i, v) in job.args.iter().enumerate() {
                         if i > 0 {
                             shell.push(b' ');
                             words.extend(cur.take());
                         }
-                        push_value(&apply(*form, v), &mut shell, &mut cur);
+                        push_value(&apply(*form, v), *quoted, &mut shell, &mut cur);
                     }
                     if job.args.is_empty() {
-                        push_value(b"", &mut shell, &mut cur);
+                        push_value(b"", *quoted, &mut shell, &mut cur);
                     }
                 }
             }
@@ -191,24 +219,59 @@ fn split_words(code: &[u8]) -> Vec<OsString> {
         .collect()
 }
 
+/// Cuts replacement strings out of the template text, noting for each whether the template's
+/// own quoting surrounds it. The quoting is tracked the way `sh` reads it at the top level:
+/// `'…'` (no escapes inside), `"…"` (backslash escapes), and a backslash outside quotes. Deeper
+/// structure (`$(…)` inside quotes, here-documents) is not parsed; it only ever makes a value
+/// count as quoted, which is the safe side.
 fn split_parts(text: &[u8]) -> Vec<Part> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    // In a here-document body, quotes mean nothing and `$(…)` expands: treat every value as
+    // quoted so it is escaped byte by byte.
+    let heredoc = text.windows(2).any(|w| w == b"<<");
     let mut parts = Vec::new();
     let mut lit = Vec::new();
+    let mut state = Quote::None;
     let mut i = 0;
     while i < text.len() {
-        if text[i] == b'{' {
-            if let Some(len) = text[i..].iter().position(|&b| b == b'}') {
-                if let Some(p) = replacement(&text[i + 1..i + len]) {
-                    if !lit.is_empty() {
-                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+        let b = text[i];
+        match (state, b) {
+            (Quote::None | Quote::Double, b'\\') => {
+                // The escaped byte is literal; in particular `\{` starts no replacement.
+                lit.push(b);
+                if let Some(&next) = text.get(i + 1) {
+                    lit.push(next);
+                }
+                i += 2;
+                continue;
+            }
+            (Quote::None, b'\'') => state = Quote::Single,
+            (Quote::Single, b'\'') => state = Quote::None,
+            (Quote::None, b'"') => state = Quote::Double,
+            (Quote::Double, b'"') => state = Quote::None,
+            (_, b'{') => {
+                if let Some(len) = text[i..].iter().position(|&b| b == b'}') {
+                    if let Some(mut p) = replacement(&text[i + 1..i + len]) {
+                        if let Part::Arg { quoted, .. } = &mut p {
+                            *quoted = heredoc || state != Quote::None;
+                        }
+                        if !lit.is_empty() {
+                            parts.push(Part::Lit(std::mem::take(&mut lit)));
+                        }
+                        parts.push(p);
+                        i += len + 1;
+                        continue;
                     }
-                    parts.push(p);
-                    i += len + 1;
-                    continue;
                 }
             }
+            _ => {}
         }
-        lit.push(text[i]);
+        lit.push(b);
         i += 1;
     }
     if !lit.is_empty() {
@@ -242,7 +305,11 @@ fn replacement(inner: &[u8]) -> Option<Part> {
         b"/." => Form::BaseNoExt,
         _ => return None,
     };
-    Some(Part::Arg { pos, form })
+    Some(Part::Arg {
+        pos,
+        form,
+        quoted: false,
+    })
 }
 
 /// The form of `v` a replacement string asks for, as GNU parallel computes it.
@@ -324,6 +391,26 @@ pub fn quote_into(v: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.push(b'\'');
+}
+
+/// Appends `v` with a backslash before every byte that is not harmless, for a value the
+/// template itself quotes. Whatever the surrounding context — unquoted, `"…"`, `'…'` followed by
+/// the rest of the line, `$(…)`, a here-document — no byte of `v` can start an expansion or end a
+/// quote and go on as code. Inside quotes the backslashes may show, and an escaped newline is
+/// removed by the shell: the price of safety where the template does its own quoting.
+///
+/// ```
+/// let mut out = Vec::new();
+/// pardo::command::escape_into(b"$(id) it's", &mut out);
+/// assert_eq!(out, b"\\$\\(id\\)\\ it\\'s");
+/// ```
+pub fn escape_into(v: &[u8], out: &mut Vec<u8>) {
+    for &b in v {
+        if !is_safe_byte(b) {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
 }
 
 /// Words that mean something only to a shell: keywords and builtins with no program behind them.
