@@ -50,11 +50,20 @@ impl Output {
         }
     }
 
-    /// Clears the progress bar.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.lock().opts.bar {
+    /// Prints what `-k` still holds, in order — jobs that never ran (a spawn error, a halt,
+    /// an interrupt) leave gaps that would otherwise hold back every later job's output — and
+    /// clears the progress bar.
+    pub fn finish(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        if let Some(bar) = &st.opts.bar {
             bar.finish_and_clear();
         }
+        for (_, entry) in std::mem::take(&mut st.pending) {
+            if let Some((out, err)) = entry {
+                emit(&out, &err)?;
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

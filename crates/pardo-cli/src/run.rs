@@ -149,7 +149,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     install_interrupt_handler(control.clone());
 
     let result = runner.run(inputs, &output, &control);
-    output.finish();
+    output.finish().context("cannot write the output")?;
     let report = recorder.report();
     if let Some(path) = &a.json {
         write_json(path, &report, &recorder)?;

@@ -393,3 +393,57 @@ fn joblog_receive_counts_stdout_bytes_as_gnu_parallel_does() {
         [("1".into(), "4".into()), ("2".into(), "2".into())]
     );
 }
+
+/// Regression: with -k, a job that could not start (here: a command line over the kernel's
+/// limit) left a gap that held back, and finally dropped, every later job's output. Which later
+/// jobs start before the error stops scheduling is a race; whichever the joblog lists as done
+/// must have printed, in order.
+#[test]
+fn keep_order_still_prints_later_jobs_when_one_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let log = dir.path().join("log");
+    let mut text = "a".repeat(200_000);
+    text.push_str("\nb\nc\n");
+    std::fs::write(&input, text).unwrap();
+    let out = pardo()
+        .args(["-k", "-j", "2", "--joblog"])
+        .arg(&log)
+        .args(["echo", "::::"])
+        .arg(&input)
+        .assert()
+        .code(255)
+        .stderr(predicate::str::contains(
+            "job 1: the command line (200005 bytes) is longer than the system allows",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    let mut done: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    done.sort();
+    let expected: String = done
+        .iter()
+        .map(|seq| if *seq == 2 { "b\n" } else { "c\n" })
+        .collect();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        expected,
+        "jobs done: {done:?}"
+    );
+}
+
+/// Regression: a job that traps TERM and exits 0 after its timeout counted as a success.
+#[test]
+fn a_job_stopped_by_its_timeout_fails_even_if_it_exits_zero() {
+    pardo()
+        .args(["--timeout", "0.3", "--grace", "5"])
+        .args(["trap 'exit 0' TERM; sleep 30 & wait; echo {}", ":::", "x"])
+        .assert()
+        .code(1)
+        .stdout("");
+}

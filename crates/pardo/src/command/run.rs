@@ -98,10 +98,15 @@ pub struct JobDone<'a> {
 }
 
 impl JobDone<'_> {
-    /// Exit code 0 and no signal.
+    /// Exit code 0, no signal, and not stopped for running out of time (a job that traps TERM
+    /// and exits 0 still timed out).
     pub fn ok(&self) -> bool {
-        self.finished.exit_code == Some(0)
+        finished_ok(&self.finished)
     }
+}
+
+fn finished_ok(fin: &Finished) -> bool {
+    fin.exit_code == Some(0) && !fin.timed_out
 }
 
 /// What the runner tells its caller. Called from the slots' threads.
@@ -418,7 +423,7 @@ impl Runner {
                 output_bytes: Some(fin.output_bytes),
                 outcome: outcome_of(&fin),
             });
-            let ok = fin.exit_code == Some(0);
+            let ok = finished_ok(&fin);
             if ok || fin.stopped || attempt >= tries || shared.control.level() > 0 {
                 let start_unix_s = start_wall
                     .duration_since(UNIX_EPOCH)
