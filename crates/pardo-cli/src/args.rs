@@ -156,21 +156,42 @@ pub fn split_rest(rest: &[OsString]) -> (Vec<OsString>, Vec<Group>) {
 pub fn parse_jobs(spec: Option<&str>, cores: usize) -> Result<usize, String> {
     let Some(spec) = spec else { return Ok(cores) };
     let bad = || format!("invalid -j {spec:?}: expected N, N%, +N or -N");
+    let cores = cores as i64;
     let n = if let Some(p) = spec.strip_suffix('%') {
         let p: f64 = p.parse().map_err(|_| bad())?;
-        (cores as f64 * p / 100.0).floor() as i64
+        if !p.is_finite() {
+            return Err(bad());
+        }
+        (cores as f64 * p / 100.0)
+            .floor()
+            .clamp(i64::MIN as f64, i64::MAX as f64) as i64
     } else if let Some(n) = spec.strip_prefix('+') {
-        cores as i64 + n.parse::<i64>().map_err(|_| bad())?
+        n.parse::<i64>()
+            .ok()
+            .and_then(|n| cores.checked_add(n))
+            .ok_or_else(bad)?
     } else if spec.starts_with('-') {
-        cores as i64 + spec.parse::<i64>().map_err(|_| bad())?
+        spec.parse::<i64>()
+            .ok()
+            .and_then(|n| cores.checked_add(n))
+            .ok_or_else(bad)?
     } else {
         match spec.parse::<i64>().map_err(|_| bad())? {
             0 => 256,
             n => n,
         }
     };
+    if n > MAX_JOBS as i64 {
+        return Err(format!(
+            "invalid -j {spec:?}: {n} jobs at once is more than pardo runs ({MAX_JOBS}); each \
+             job slot is a thread with its own pipes"
+        ));
+    }
     Ok(n.max(1) as usize)
 }
+
+/// The most jobs `-j` may ask for at once.
+pub const MAX_JOBS: usize = 4096;
 
 /// Parses `--halt`: `never`, or `now|soon,fail=N|success=N|fail=P%`.
 pub fn parse_halt(spec: &str) -> Result<Option<pardo::command::Halt>, String> {
@@ -213,6 +234,11 @@ mod tests {
         assert_eq!(parse_jobs(Some("-5"), 2), Ok(1));
         assert_eq!(parse_jobs(None, 2), Ok(2));
         assert!(parse_jobs(Some("x"), 2).is_err());
+        // Regression: these panicked (thread spawn failure, integer overflow).
+        assert!(parse_jobs(Some("100000000"), 2).is_err());
+        assert!(parse_jobs(Some("+9223372036854775807"), 2).is_err());
+        assert!(parse_jobs(Some("inf%"), 2).is_err());
+        assert_eq!(parse_jobs(Some("4096"), 2), Ok(MAX_JOBS));
     }
 
     #[test]

@@ -139,7 +139,12 @@ impl Product {
         let len = if groups.iter().flatten().any(Vec::is_empty) {
             0
         } else {
-            group_len.iter().product()
+            // More combinations than a u64 counts can never all run; saturate rather than
+            // wrap to a small, wrong count.
+            group_len
+                .iter()
+                .try_fold(1u64, |acc, &n| acc.checked_mul(n))
+                .unwrap_or(u64::MAX)
         };
         Product {
             groups,
