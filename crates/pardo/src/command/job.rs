@@ -88,8 +88,8 @@ pub struct Finished {
 /// Something the waiting job should react to besides its own output and exit.
 #[derive(Debug)]
 pub struct StopSignal<'a> {
-    /// Readable once the run is asked to stop.
-    pub wake: RawFd,
+    /// Readable once the run reaches level 1, and level 2, respectively.
+    pub wake: [RawFd; 2],
     /// 0 running, 1 stop (TERM, then KILL after the grace), 2 KILL now.
     pub level: &'a std::sync::atomic::AtomicU8,
 }
@@ -186,7 +186,8 @@ pub fn run(
             kinds.push(2);
         }
         if acted_level < 2 {
-            fds.push(pollfd(stop.wake));
+            // The pipe of the next level only: the one already acted on stays readable.
+            fds.push(pollfd(stop.wake[usize::from(acted_level)]));
             kinds.push(3);
         }
         let wait_until = [

@@ -128,32 +128,39 @@ pub trait Events: Sync {
 }
 
 /// Stops a run from outside: from a signal handler or another thread.
+///
+/// Waiting jobs learn of a new level through a pipe per level that becomes readable when the
+/// level is reached and stays so. One pipe for both levels would stay readable after the first
+/// interrupt, and jobs waiting for the second would wake at once, again and again (a busy loop
+/// on every core until they ended).
 #[derive(Debug)]
 pub struct RunControl {
     level: AtomicU8,
-    wake_r: OwnedFd,
-    wake_w: OwnedFd,
+    /// `(read, write)` ends of the pipe for levels 1 and 2.
+    wake: [(OwnedFd, OwnedFd); 2],
+}
+
+fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    Ok(unsafe {
+        (
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0]),
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]),
+        )
+    })
 }
 
 impl RunControl {
     /// A control for one run.
     pub fn new() -> io::Result<RunControl> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and are owned by nothing else.
-        let (wake_r, wake_w) = unsafe {
-            (
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0]),
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]),
-            )
-        };
         Ok(RunControl {
             level: AtomicU8::new(0),
-            wake_r,
-            wake_w,
+            wake: [wake_pipe()?, wake_pipe()?],
         })
     }
 
@@ -176,11 +183,19 @@ impl RunControl {
         self.wake();
     }
 
+    /// The descriptors that become readable at level 1 and at level 2.
+    fn wake_fds(&self) -> [std::os::fd::RawFd; 2] {
+        [self.wake[0].0.as_raw_fd(), self.wake[1].0.as_raw_fd()]
+    }
+
     fn wake(&self) {
-        // SAFETY: writing one byte from a valid buffer to our own pipe; a full pipe is fine
-        // (it is already readable, which is all the waiters look at).
-        unsafe {
-            libc::write(self.wake_w.as_raw_fd(), b"x".as_ptr().cast(), 1);
+        let level = usize::from(self.level());
+        for (_, w) in self.wake.iter().take(level) {
+            // SAFETY: writing one byte from a valid buffer to our own pipe; a full pipe is
+            // fine (it is already readable, which is all the waiters look at).
+            unsafe {
+                libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1);
+            }
         }
     }
 }
@@ -373,7 +388,7 @@ impl Runner {
             grace: self.opts.grace,
         };
         let stop = StopSignal {
-            wake: shared.control.wake_r.as_raw_fd(),
+            wake: shared.control.wake_fds(),
             level: &shared.control.level,
         };
         let tries = self.opts.tries.max(1);
