@@ -164,7 +164,7 @@ impl Template {
                 Part::Lit(lit) => {
                     shell.extend_from_slice(lit);
                     for &b in lit {
-                        if b.is_ascii_whitespace() {
+                        if is_blank(b) {
                             words.extend(cur.take());
                         } else {
                             cur.get_or_insert_with(Vec::new).push(b);
@@ -213,7 +213,7 @@ impl Template {
 }
 
 fn split_words(code: &[u8]) -> Vec<OsString> {
-    code.split(|b| b.is_ascii_whitespace())
+    code.split(|&b| is_blank(b))
         .filter(|w| !w.is_empty())
         .map(|w| OsString::from_vec(w.to_vec()))
         .collect()
@@ -365,6 +365,12 @@ fn trim_slashes(v: &[u8]) -> &[u8] {
     &v[..end]
 }
 
+/// The bytes that separate words where `sh` would: space and tab. A newline separates commands
+/// and `\r` is an ordinary byte to `sh`, so a template holding either goes to the shell.
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
 fn is_safe_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"_-+./:,@%^".contains(&b)
 }
@@ -475,15 +481,12 @@ const SHELL_ONLY: &[&[u8]] = &[
 pub fn needs_shell_code(code: &[u8]) -> bool {
     let literal_ok = code
         .iter()
-        .all(|&b| is_safe_byte(b) || b == b'=' || b.is_ascii_whitespace());
+        .all(|&b| is_safe_byte(b) || b == b'=' || is_blank(b));
     !literal_ok || first_word_needs_shell(code)
 }
 
 fn first_word_needs_shell(code: &[u8]) -> bool {
-    match code
-        .split(|b| b.is_ascii_whitespace())
-        .find(|w| !w.is_empty())
-    {
+    match code.split(|&b| is_blank(b)).find(|w| !w.is_empty()) {
         None => true,
         Some(w) => w.contains(&b'=') || SHELL_ONLY.contains(&w),
     }
@@ -497,7 +500,7 @@ fn is_direct(parts: &[Part]) -> bool {
     };
     let mut head = first.clone();
     if let Some(p) = parts.get(1) {
-        if !matches!(p, Part::Lit(_)) && !first.last().is_some_and(u8::is_ascii_whitespace) {
+        if !matches!(p, Part::Lit(_)) && !first.last().is_some_and(|&b| is_blank(b)) {
             return false;
         }
     }
@@ -510,12 +513,24 @@ fn is_direct(parts: &[Part]) -> bool {
 
 fn needs_shell_literal(l: &[u8]) -> bool {
     !l.iter()
-        .all(|&b| is_safe_byte(b) || b == b'=' || b.is_ascii_whitespace())
+        .all(|&b| is_safe_byte(b) || b == b'=' || is_blank(b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_spaces_and_tabs_split_words_without_a_shell() {
+        // A newline separates commands and \r is part of a word: both need the shell.
+        assert!(render(&["echo a\necho", "{}"], &["b"]).argv.is_none());
+        assert!(render(&["echo", "a\r"], &[]).argv.is_none());
+        assert!(needs_shell_code(b"echo a\r"));
+        assert_eq!(
+            render(&["echo\ta", "{}"], &["b"]).argv,
+            Some(vec!["echo".into(), "a".into(), "b".into()])
+        );
+    }
 
     fn render(words: &[&str], args: &[&str]) -> CommandLine {
         let words: Vec<OsString> = words.iter().map(|w| OsString::from(*w)).collect();
