@@ -130,6 +130,7 @@ pub fn run(
         Err(e) => return not_started(program, e),
     };
     let pid = child.id() as libc::pid_t;
+    let mut unreaped = ReapOnError(Some(pid));
     let mut out = child.stdout.take().map(OwnedFd::from);
     let mut err = child.stderr.take().map(OwnedFd::from);
     let pidfd = pidfd_open(pid);
@@ -264,6 +265,9 @@ pub fn run(
                 }
                 2 => {
                     reaped = reap(pid, false, &mut fin)?;
+                    if reaped {
+                        unreaped.0 = None;
+                    }
                 }
                 _ => {}
             }
@@ -272,12 +276,30 @@ pub fn run(
     if !reaped {
         reap(pid, true, &mut fin)?;
     }
+    unreaped.0 = None;
     if fin.timed_out || fin.stopped {
         // The leader is gone; take down anything it left in its group.
         signal_group(pid, libc::SIGKILL);
     }
     drop(child);
     Ok(fin)
+}
+
+/// Kills and reaps a job whose wait ended in an error, so an error never leaves a zombie or a
+/// running process group behind. Disarmed (set to `None`) as soon as the leader is reaped: after
+/// that its pid may belong to another process.
+struct ReapOnError(Option<libc::pid_t>);
+
+impl Drop for ReapOnError {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            signal_group(pid, libc::SIGKILL);
+            // SAFETY: `pid` is our own unreaped child; a null status pointer is allowed.
+            unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
 }
 
 fn not_started(program: &Program, e: io::Error) -> io::Result<Finished> {
