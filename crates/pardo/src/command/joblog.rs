@@ -10,7 +10,9 @@
 //! - `Receive`: bytes the job wrote to standard output (as GNU parallel counts them);
 //! - `Exitval`: the exit code (0 when a signal ended it);
 //! - `Signal`: the signal number that ended it, else 0;
-//! - `Command`: the command as shell code, every value quoted.
+//! - `Command`: the command as shell code, every value quoted — except that a newline (in the
+//!   template or a value) is written as a space, so each record stays one line and `--resume`
+//!   can read it back. GNU parallel writes the newline as it is.
 //!
 //! Each line is written and flushed when its job ends, so a runner killed mid-run leaves a
 //! joblog that names exactly the jobs that finished.
