@@ -41,3 +41,14 @@ pub enum PoolError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
+
+/// Joins a pool's threads, except the calling thread: a pool dropped or shut down by one of its
+/// own tasks must not wait for itself (that thread ends on its own once the pool is closed).
+pub(crate) fn join_all_but_current(threads: impl IntoIterator<Item = std::thread::JoinHandle<()>>) {
+    let me = std::thread::current().id();
+    for t in threads {
+        if t.thread().id() != me {
+            let _ = t.join();
+        }
+    }
+}

@@ -398,18 +398,12 @@ impl ThreadPool {
         }
         s.closing.store(true, Ordering::SeqCst);
         s.wake_all();
-        let me = std::thread::current().id();
         loop {
             let threads = std::mem::take(&mut lock(&s.workers).threads);
             if threads.is_empty() {
                 break;
             }
-            for t in threads {
-                // A pool dropped by one of its own tasks must not join itself.
-                if t.thread().id() != me {
-                    let _ = t.join();
-                }
-            }
+            crate::pool::join_all_but_current(threads);
         }
     }
 

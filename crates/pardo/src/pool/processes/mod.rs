@@ -582,16 +582,11 @@ impl ProcessPool {
             w.cancelled(job.id, job.submitted_ns, job.items);
             // Dropping the job drops its promise, which completes the handle as cancelled.
         }
-        let me = std::thread::current().id();
         let managers: Vec<JoinHandle<()>> = lock(&s.managers)
             .iter_mut()
             .filter_map(Option::take)
             .collect();
-        for m in managers {
-            if m.thread().id() != me {
-                let _ = m.join();
-            }
-        }
+        crate::pool::join_all_but_current(managers);
     }
 
     fn resize(&self, n: usize) -> Result<(), PoolError> {
