@@ -269,6 +269,6 @@ fn print_stats(r: &Report) {
         format_duration(own / r.tasks.max(1))
     );
     for f in &r.findings {
-        let _ = writeln!(e, "pardo: - {f}");
+        let _ = writeln!(e, "pardo: - {}", f.for_command_line());
     }
 }

@@ -4,7 +4,7 @@ mod support;
 
 use pardo::monitor::export::{Csv, Export, Json};
 use pardo::monitor::TaskRecord;
-use pardo::tune::classify::Workload;
+use pardo::monitor::Workload;
 use pardo::{Outcome, ShutdownMode, ThreadPool};
 
 #[test]

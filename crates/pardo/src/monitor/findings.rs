@@ -1,8 +1,245 @@
-//! The rules that turn a report's numbers into [`Finding`]s. Each rule has a threshold chosen so
-//! that a finding is worth a person's attention; the finding carries the measured numbers.
+//! [`Finding`]s: the sentences a report ends with, and the rules that pick them. Each rule has a
+//! threshold chosen so that a finding is worth a person's attention; the finding carries the
+//! measured numbers.
 
-use crate::monitor::summary::{Finding, Report};
-use crate::tune::classify::Workload;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::classify::Workload;
+
+/// Something worth knowing about a run, with the numbers that show it and what to try.
+///
+/// `Display` gives the sentence as a library user reads it ("use 2 workers");
+/// [`Finding::for_command_line`] gives the same sentence for the `pardo` command ("try -j 2").
+///
+/// ```
+/// use pardo::Finding;
+/// let f = Finding::CpuBound { cpu_ratio: 0.99, cores: 2, workers: 4.0, suggested_workers: 2 };
+/// assert_eq!(
+///     f.to_string(),
+///     "CPU-bound (cpu/wall 0.99) on 2 cores: more than 2 workers cannot help; use 2 workers"
+/// );
+/// assert!(f.for_command_line().to_string().ends_with("try -j 2"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Finding {
+    /// Tasks kept the CPU busy; more workers than cores cannot help.
+    CpuBound {
+        /// Σ CPU / Σ wall.
+        cpu_ratio: f64,
+        /// Cores available.
+        cores: usize,
+        /// Mean workers.
+        workers: f64,
+        /// The worker count to use: the cores, or fewer when there were fewer tasks.
+        suggested_workers: usize,
+    },
+    /// Tasks mostly waited; more workers would overlap the waiting.
+    IoBound {
+        /// Σ CPU / Σ wall.
+        cpu_ratio: f64,
+        /// Mean workers.
+        workers: f64,
+        /// Workers that would keep the cores busy (cores / cpu ratio), never more than there
+        /// were tasks.
+        suggested_workers: usize,
+    },
+    /// Workers sat idle for a large share of the run.
+    LowUtilisation {
+        /// Busy / capacity.
+        utilisation: f64,
+        /// Median queue wait, ns.
+        queue_wait_p50_ns: u64,
+    },
+    /// Some tasks ran far longer than the median.
+    Stragglers {
+        /// How many.
+        count: usize,
+        /// The slowest one's duration.
+        slowest_ns: u64,
+        /// The median duration.
+        median_ns: u64,
+    },
+    /// The end of the run waited on few workers while the rest were idle.
+    IdleTail {
+        /// Length of the tail.
+        tail_ns: u64,
+        /// Tail / wall.
+        share: f64,
+    },
+    /// Work was spread unevenly across workers.
+    LoadImbalance {
+        /// Busiest / mean − 1.
+        imbalance: f64,
+    },
+    /// Tasks were ready to run but waited for a free core for a large share of their time.
+    CpuStarved {
+        /// Σ wait for a core / Σ task wall.
+        wait_share: f64,
+        /// Mean workers.
+        workers: f64,
+        /// Cores available.
+        cores: usize,
+    },
+    /// Tasks so short that dispatch overhead matters.
+    TinyTasks {
+        /// Mean task duration.
+        mean_ns: u64,
+    },
+    /// Some tasks did not succeed.
+    Failures {
+        /// Records that did not end Ok.
+        failed: u64,
+        /// All records.
+        total: u64,
+    },
+    /// Fewer tasks than workers: some workers never had anything to do.
+    FewerTasksThanWorkers {
+        /// Tasks.
+        tasks: u64,
+        /// Mean workers.
+        workers: f64,
+    },
+}
+
+fn dur(ns: u64) -> String {
+    crate::monitor::format_duration(ns)
+}
+
+/// Who reads a finding: it names the knob they have.
+#[derive(Clone, Copy)]
+enum Reader {
+    Library,
+    CommandLine,
+}
+
+impl Reader {
+    /// "use 4 workers" / "try -j 4".
+    fn set_to(self, n: usize) -> String {
+        match self {
+            Reader::Library => format!("use {n} worker{}", if n == 1 { "" } else { "s" }),
+            Reader::CommandLine => format!("try -j {n}"),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Reader::Library => "workers",
+            Reader::CommandLine => "jobs",
+        }
+    }
+}
+
+/// A [`Finding`] worded for the `pardo` command line; see [`Finding::for_command_line`].
+#[derive(Debug)]
+pub struct CommandLineFinding<'a>(&'a Finding);
+
+impl fmt::Display for CommandLineFinding<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, Reader::CommandLine)
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, Reader::Library)
+    }
+}
+
+impl Finding {
+    /// The same sentence, worded for the command line: `-j` instead of worker counts.
+    pub fn for_command_line(&self) -> CommandLineFinding<'_> {
+        CommandLineFinding(self)
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, reader: Reader) -> fmt::Result {
+        let unit = reader.unit();
+        match *self {
+            Finding::CpuBound { cpu_ratio, cores, workers, suggested_workers } => {
+                write!(f, "CPU-bound (cpu/wall {cpu_ratio:.2}) on {cores} cores: ")?;
+                if workers > cores as f64 + 0.5 {
+                    write!(
+                        f,
+                        "more than {cores} {unit} cannot help; {}",
+                        reader.set_to(suggested_workers)
+                    )
+                } else if workers + 0.5 < suggested_workers as f64 {
+                    write!(
+                        f,
+                        "{workers:.0} {unit} leave cores idle; {}",
+                        reader.set_to(suggested_workers)
+                    )
+                } else {
+                    write!(f, "{workers:.0} {unit} match the cores, as they should")
+                }
+            }
+            Finding::IoBound { cpu_ratio, workers, suggested_workers } => write!(
+                f,
+                "I/O-bound (cpu/wall {cpu_ratio:.2}): tasks mostly wait, so {workers:.0} {unit} leave \
+                 the CPU idle; {} would keep it busier (more only helps if what they wait on \
+                 scales too)",
+                reader.set_to(suggested_workers)
+            ),
+            Finding::LowUtilisation { utilisation, queue_wait_p50_ns } => write!(
+                f,
+                "workers were busy {:.0}% of the time (median queue wait {}): tasks arrived slower \
+                 than workers could run them; feed inputs faster or use fewer {unit}",
+                utilisation * 100.0,
+                dur(queue_wait_p50_ns)
+            ),
+            Finding::Stragglers { count, slowest_ns, median_ns } => write!(
+                f,
+                "{count} straggler(s): the slowest ran {} against a median of {}; start long tasks \
+                 first or split them",
+                dur(slowest_ns),
+                dur(median_ns)
+            ),
+            Finding::IdleTail { tail_ns, share } => write!(
+                f,
+                "idle tail: for the last {} ({:.0}% of the run) some workers had nothing left to do; \
+                 put long tasks first or split them",
+                dur(tail_ns),
+                share * 100.0
+            ),
+            Finding::LoadImbalance { imbalance } => write!(
+                f,
+                "uneven load: the busiest worker worked {:.0}% more than the average",
+                imbalance * 100.0
+            ),
+            Finding::CpuStarved { wait_share, workers, cores } => write!(
+                f,
+                "tasks waited for a free core {:.0}% of their run time: more threads wanted the CPU \
+                 than its {cores} cores (other programs, or {workers:.0} {unit}); fewer {unit} \
+                 would finish as soon",
+                wait_share * 100.0
+            ),
+            Finding::TinyTasks { mean_ns } => match reader {
+                Reader::Library => write!(
+                    f,
+                    "tiny tasks (mean {}): per-task overhead is a large share; give map a chunk \
+                     size or do more per task",
+                    dur(mean_ns)
+                ),
+                Reader::CommandLine => write!(
+                    f,
+                    "tiny jobs (mean {}): starting a process is a large share; give each job \
+                     several inputs (-X or -n)",
+                    dur(mean_ns)
+                ),
+            },
+            Finding::Failures { failed, total } => {
+                write!(f, "{failed} of {total} tasks did not succeed")
+            }
+            Finding::FewerTasksThanWorkers { tasks, workers } => write!(
+                f,
+                "only {tasks} task(s) for {workers:.0} {unit}: some had nothing to do"
+            ),
+        }
+    }
+}
 
 /// Below this utilisation, idle workers are worth a finding.
 const LOW_UTILISATION: f64 = 0.6;
@@ -15,7 +252,31 @@ const CPU_STARVED_SHARE: f64 = 0.2;
 /// Tasks shorter than this on average are "tiny".
 const TINY_TASK_NS: u64 = 20_000;
 
-pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
+/// The numbers the rules look at, taken from a report (kept apart so that the rules do not
+/// depend on the report type, which holds their results).
+#[derive(Clone, Debug)]
+pub(crate) struct Facts {
+    pub(crate) tasks: u64,
+    pub(crate) items: u64,
+    pub(crate) not_ok: u64,
+    pub(crate) cores: usize,
+    pub(crate) workers: f64,
+    pub(crate) workload: Workload,
+    pub(crate) cpu_ratio: Option<f64>,
+    pub(crate) cpu_wait_ns: Option<u64>,
+    pub(crate) busy_ns: u64,
+    pub(crate) wall_ns: u64,
+    pub(crate) utilisation: f64,
+    pub(crate) queue_wait_p50_ns: u64,
+    pub(crate) duration_p50_ns: u64,
+    pub(crate) duration_mean_ns: u64,
+    pub(crate) stragglers: usize,
+    pub(crate) slowest_ns: Option<u64>,
+    pub(crate) idle_tail_ns: u64,
+    pub(crate) load_imbalance: f64,
+}
+
+pub(crate) fn findings(r: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     if r.tasks == 0 {
         return out;
@@ -26,17 +287,20 @@ pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
             total: r.tasks,
         });
     }
-    let cores = r.run.cores.max(1);
+    let cores = r.cores.max(1);
+    // Advice is for running the same tasks again: never more workers than there were tasks.
+    let tasks = usize::try_from(r.items.max(1)).unwrap_or(usize::MAX);
     match (r.workload, r.cpu_ratio) {
         (Workload::CpuBound, Some(cpu_ratio)) => {
             out.push(Finding::CpuBound {
                 cpu_ratio,
                 cores,
                 workers: r.workers,
+                suggested_workers: cores.min(tasks),
             });
         }
         (Workload::IoBound, Some(cpu_ratio)) => {
-            let suggested_workers = suggested_io_workers(cpu_ratio, cores);
+            let suggested_workers = suggested_io_workers(cpu_ratio, cores).min(tasks);
             if (suggested_workers as f64) > r.workers * 1.5 {
                 out.push(Finding::IoBound {
                     cpu_ratio,
@@ -65,14 +329,14 @@ pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
     } else if r.utilisation < LOW_UTILISATION && r.wall_ns > 0 {
         out.push(Finding::LowUtilisation {
             utilisation: r.utilisation,
-            queue_wait_p50_ns: r.queue_wait.p50_ns,
+            queue_wait_p50_ns: r.queue_wait_p50_ns,
         });
     }
-    if let Some(slowest) = r.stragglers.first() {
+    if let Some(slowest_ns) = r.slowest_ns {
         out.push(Finding::Stragglers {
-            count: r.stragglers.len(),
-            slowest_ns: slowest.duration_ns,
-            median_ns: r.duration.p50_ns,
+            count: r.stragglers,
+            slowest_ns,
+            median_ns: r.duration_p50_ns,
         });
     }
     if r.wall_ns > 0 && r.tasks as f64 >= r.workers {
@@ -89,9 +353,9 @@ pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
             imbalance: r.load_imbalance,
         });
     }
-    if r.items == r.tasks && r.duration.mean_ns > 0 && r.duration.mean_ns < TINY_TASK_NS {
+    if r.items == r.tasks && r.duration_mean_ns > 0 && r.duration_mean_ns < TINY_TASK_NS {
         out.push(Finding::TinyTasks {
-            mean_ns: r.duration.mean_ns,
+            mean_ns: r.duration_mean_ns,
         });
     }
     out
@@ -99,15 +363,19 @@ pub(crate) fn findings(r: &Report, _saturation: f64) -> Vec<Finding> {
 
 /// Workers needed to keep `cores` busy when each task uses the CPU `cpu_ratio` of its time
 /// (Little's law: each worker contributes `cpu_ratio` of a core).
+/// The result is at least `cores` and at most 200 per core (a CPU ratio under 0.5 % is noise).
 pub(crate) fn suggested_io_workers(cpu_ratio: f64, cores: usize) -> usize {
     let ratio = cpu_ratio.max(0.005);
-    ((cores as f64 / ratio).ceil() as usize).clamp(cores, 1024)
+    let n = (cores as f64 / ratio).ceil();
+    // Saturating float-to-int conversion: a huge core count cannot overflow or panic.
+    (n as usize).max(cores).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::monitor::record::{RunRecord, TaskRecord};
+    use crate::monitor::Report;
     use crate::task::{Outcome, TaskId};
 
     fn run(workers: usize, cores: usize) -> RunRecord {
@@ -139,13 +407,19 @@ mod tests {
         let text = f.expect("a CPU-bound finding").to_string();
         assert_eq!(
             text,
+            "CPU-bound (cpu/wall 0.99) on 2 cores: more than 2 workers cannot help; use 2 workers"
+        );
+        assert_eq!(
+            f.expect("a CPU-bound finding")
+                .for_command_line()
+                .to_string(),
             "CPU-bound (cpu/wall 0.99) on 2 cores: more than 2 jobs cannot help; try -j 2"
         );
     }
 
     #[test]
     fn io_bound_suggests_workers_from_littles_law() {
-        let report = Report::from_records(run(2, 2), &tasks(40, 2, 10_000_000, 100_000));
+        let report = Report::from_records(run(2, 2), &tasks(400, 2, 10_000_000, 100_000));
         assert_eq!(report.workload, Workload::IoBound);
         let f = report.findings.iter().find_map(|f| match f {
             Finding::IoBound {
@@ -193,7 +467,8 @@ mod tests {
             starved.map(ToString::to_string).as_deref(),
             Some(
                 "tasks waited for a free core 50% of their run time: more threads wanted the CPU \
-                 than its 2 cores (other programs, or 4 workers); fewer jobs would finish as soon"
+                 than its 2 cores (other programs, or 4 workers); fewer workers would finish as \
+                 soon"
             )
         );
     }

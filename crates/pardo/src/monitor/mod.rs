@@ -1,19 +1,29 @@
 //! Monitoring: the data model ([`TaskRecord`], [`RunRecord`], [`Sample`]), the [`Recorder`]
 //! every executor writes to, the [`Report`] computed from it, and exports.
 //!
-//! Monitoring is always on. Its cost per task is two reads of the monotonic clock, two of the
-//! thread's CPU clock and one push into the worker's own buffer (an uncontended lock that only a
-//! report-taking reader ever competes for).
+//! Every pool records every task unless it was built with monitoring turned off (which exists to
+//! measure what monitoring costs). Its cost per task is two reads of the monotonic clock, two of
+//! the thread's CPU clock and one push into the worker's own buffer (an uncontended lock that
+//! only a report-taking reader ever competes for).
+//!
+//! Arrows point down: `record` is the model; `fold` folds records; `classify` and `findings`
+//! judge numbers; `report` puts them together; `recorder` is what executors write to; `export`
+//! writes records out. Nothing here knows about executors or concurrency control.
 
+mod classify;
 pub mod export;
 mod findings;
+mod fold;
 pub mod record;
 pub mod recorder;
-pub mod summary;
+mod report;
 
+pub use classify::Workload;
+pub use findings::{CommandLineFinding, Finding};
+pub use fold::Straggler;
 pub use record::{available_cores, RunRecord, Sample, TaskRecord};
 pub use recorder::{Counters, Meter, RecordSink, Recorder, Retention, WorkerRecorder};
-pub use summary::{Accumulator, Finding, Percentiles, Report, Straggler};
+pub use report::{Percentiles, Report};
 
 /// A duration in the unit a person reads best: `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
 ///

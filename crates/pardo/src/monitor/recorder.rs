@@ -1,6 +1,6 @@
 //! [`Recorder`]: where every executor writes its [`TaskRecord`]s.
 //!
-//! Each worker owns a [`WorkerRecorder`]: its records and its running fold ([`Accumulator`]) sit
+//! Each worker owns a [`WorkerRecorder`]: its records and its running fold over them sit
 //! behind a lock that only this worker takes on the hot path, and that a reader takes only when
 //! it asks for a report or the records, so the lock is uncontended while tasks run. Live counters
 //! are per-worker relaxed atomics padded to a cache line; [`Recorder::counters`] sums them.
@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use crate::monitor::fold::Accumulator;
 use crate::monitor::record::{RunRecord, Sample, TaskRecord};
-use crate::monitor::summary::{Accumulator, Report};
+use crate::monitor::report::Report;
 use crate::sync::lock;
 use crate::task::{Outcome, TaskId};
 

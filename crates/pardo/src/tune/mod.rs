@@ -1,3 +1,1 @@
-//! Workload analysis and, later, concurrency control.
-
-pub mod classify;
+//! Concurrency control: reads what `monitor` measured and steers an executor's worker count.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// What kind of work a run was, judged from how much of its tasks' time was CPU time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Workload {
     /// Tasks used the CPU nearly all the time they ran, or kept every usable core busy.
     CpuBound,
@@ -28,9 +29,9 @@ impl std::fmt::Display for Workload {
 }
 
 /// CPU ratio at or above which work is CPU-bound.
-pub const CPU_BOUND_RATIO: f64 = 0.75;
+pub(crate) const CPU_BOUND_RATIO: f64 = 0.75;
 /// CPU ratio at or below which work is I/O-bound.
-pub const IO_BOUND_RATIO: f64 = 0.25;
+pub(crate) const IO_BOUND_RATIO: f64 = 0.25;
 
 /// The verdict from how much of their time tasks wanted the CPU, and the CPU saturation (Σ cpu /
 /// (wall × usable cores)).
@@ -41,14 +42,12 @@ pub const IO_BOUND_RATIO: f64 = 0.25;
 /// stopped wanting the CPU. Without that measurement, the saturation still shows when more
 /// workers than cores kept every core full.
 ///
-/// ```
-/// use pardo::tune::classify::{classify, Workload};
-/// assert_eq!(classify(Some(0.97), 0.97, 2.0, 2), Workload::CpuBound);
-/// assert_eq!(classify(Some(0.02), 0.02, 2.0, 2), Workload::IoBound);
-/// // 8 CPU-bound workers on 2 cores: each gets a quarter of a core, the cores are full.
-/// assert_eq!(classify(Some(0.25), 0.99, 8.0, 2), Workload::CpuBound);
-/// ```
-pub fn classify(cpu_ratio: Option<f64>, saturation: f64, workers: f64, cores: usize) -> Workload {
+pub(crate) fn classify(
+    cpu_ratio: Option<f64>,
+    saturation: f64,
+    workers: f64,
+    cores: usize,
+) -> Workload {
     let Some(ratio) = cpu_ratio else {
         return Workload::Unknown;
     };
@@ -59,5 +58,20 @@ pub fn classify(cpu_ratio: Option<f64>, saturation: f64, workers: f64, cores: us
         Workload::IoBound
     } else {
         Workload::Mixed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_follows_cpu_share_and_saturation() {
+        assert_eq!(classify(Some(0.97), 0.97, 2.0, 2), Workload::CpuBound);
+        assert_eq!(classify(Some(0.02), 0.02, 2.0, 2), Workload::IoBound);
+        assert_eq!(classify(Some(0.5), 0.5, 2.0, 2), Workload::Mixed);
+        assert_eq!(classify(None, 0.0, 2.0, 2), Workload::Unknown);
+        // 8 CPU-bound workers on 2 cores: each gets a quarter of a core, the cores are full.
+        assert_eq!(classify(Some(0.25), 0.99, 8.0, 2), Workload::CpuBound);
     }
 }
