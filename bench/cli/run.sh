@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# 5,000 trivial jobs (`true {}`) at two at a time: pardo against xargs, GNU parallel,
-# rust-parallel and a bare posix_spawn loop, side by side in one hyperfine run.
+# N trivial jobs (`true {}`) at two at a time: pardo against xargs, GNU parallel, rust-parallel
+# and two C floors, side by side in one hyperfine run:
+#   spawn floor   — posix_spawn and wait, nothing else (bench/cli/spawn_floor.c);
+#   capture floor — posix_spawn with stdout/stderr pipes, poll to EOF, wait4 (capture_floor.c):
+#                   the least a runner that keeps each job's output and rusage must do.
+# Every command runs with a short PATH and the program given by absolute path, so that neither
+# the floors nor the runners spend their time searching a long PATH (which hides the runner's
+# own cost); `pardo-path` repeats pardo with the program looked up on that PATH.
 # Needs: hyperfine, GNU parallel, rust-parallel (cargo install --root /tmp/rp rust-parallel), cc.
 # Usage: bench/cli/run.sh [N]   (from the repository root; writes bench/cli/results-<date>.md)
 set -euo pipefail
-N=${1:-5000}
+N=${1:-3000}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cargo build --release -p pardo-cli --manifest-path "$root/Cargo.toml" >&2
 cc -O2 -o /tmp/spawn_floor "$here/spawn_floor.c"
+cc -O2 -o /tmp/capture_floor "$here/capture_floor.c"
 RP=${RUST_PARALLEL:-/tmp/rp/bin/rust-parallel}
+TRUE=$(command -v true | head -1)
+[ -x /usr/bin/true ] && TRUE=/usr/bin/true
 seq "$N" > /tmp/pardo-bench-input
 out="$here/results-$(date +%F).md"
+export PATH=/usr/bin:/bin
 hyperfine -N --warmup 1 --runs "${RUNS:-5}" --export-markdown "$out" \
-  -n floor "/tmp/spawn_floor $N 2" \
-  -n pardo "$root/target/release/pardo -j 2 true {} :::: /tmp/pardo-bench-input" \
-  -n xargs "xargs -P 2 -n 1 -a /tmp/pardo-bench-input true" \
-  -n rust-parallel "$RP -j 2 -i /tmp/pardo-bench-input true" \
-  -n gnu-parallel "parallel -j 2 true {} :::: /tmp/pardo-bench-input"
-# The runner's own CPU per job: pardo's user+sys minus its children's, over N.
-/usr/bin/time -f "%e s wall, %U s user, %S s sys (children included)" \
-  "$root/target/release/pardo" -j 2 --stats true {} :::: /tmp/pardo-bench-input
+  -n spawn-floor "/tmp/spawn_floor $N 2 $TRUE" \
+  -n capture-floor "/tmp/capture_floor $N 2 $TRUE" \
+  -n pardo "$root/target/release/pardo -j 2 $TRUE {} :::: /tmp/pardo-bench-input" \
+  -n pardo-path "$root/target/release/pardo -j 2 true {} :::: /tmp/pardo-bench-input" \
+  -n xargs "xargs -P 2 -n 1 -a /tmp/pardo-bench-input $TRUE" \
+  -n rust-parallel "$RP -j 2 -i /tmp/pardo-bench-input $TRUE" \
+  -n gnu-parallel "parallel -j 2 $TRUE {} :::: /tmp/pardo-bench-input"
+# Context switches per job, the runner's own CPU per job.
+for tool in capture-floor pardo; do
+  case $tool in
+    capture-floor) cmd=(/tmp/capture_floor "$N" 2 "$TRUE") ;;
+    pardo) cmd=("$root/target/release/pardo" -j 2 "$TRUE" {} :::: /tmp/pardo-bench-input) ;;
+  esac
+  /usr/bin/time -f "$tool: %e s wall, %U s user, %S s sys, %w voluntary + %c involuntary context switches (children included)" "${cmd[@]}"
+done
 echo "results: $out"
