@@ -3,7 +3,7 @@
 //! Tasks never run while one of these locks is held, and panics are caught at the task
 //! boundary, so a poisoned lock only means some unrelated thread panicked while holding it; the
 //! data behind it is still consistent. Taking the guard anyway keeps one panicking task from
-//! taking the pool down (STYLE: "don't unwrap a lock a panicking task could poison").
+//! taking the pool down.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
