@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Print the ratios BENCHMARKS.md records, from the criterion results of one `cargo bench` run.
 
-Usage: python3 bench/criterion_ratios.py [target/criterion]
+Usage: python3 bench/criterion_ratios.py [target/criterion] [--python]
+
+With --python it also runs bench/python/executor_map.py (Python's ThreadPoolExecutor.map over
+the same trivial function) and compares its cost per item with pardo's streaming map.
 
 Each ratio divides two benchmarks measured in the same run (mean point estimates), so machine
 speed cancels out. Nothing here is hard-coded but the pairs to compare.
@@ -10,7 +13,9 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+ROOT = pathlib.Path(ARGS[0] if ARGS else "target/criterion")
+ITEMS = 1_000_000
 
 # (label, numerator benchmark, denominator benchmark, what the issue asks)
 PAIRS = [
@@ -18,6 +23,8 @@ PAIRS = [
      "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "<= 1.5"),
     ("streaming map (monitoring on) / rayon par_iter collect",
      "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "(see notes)"),
+    ("streaming map (monitoring on) / rayon par_bridge collect",
+     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/rayon_par_bridge_collect", "<= 2.0"),
     ("map_slice monitoring on / off",
      "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/pardo_map_slice_monitoring_off", "<= 1.10"),
     ("streaming map monitoring on / off",
@@ -48,3 +55,14 @@ for label, num, den, target in PAIRS:
         print(f"| {label} | missing: {e.filename} | | | {target} |")
         continue
     print(f"| {label} | {fmt(a)} | {fmt(b)} | {a / b:.2f}x | {target} |")
+
+if "--python" in sys.argv:
+    import subprocess
+
+    here = pathlib.Path(__file__).parent
+    out = subprocess.run([sys.executable, str(here / "python" / "executor_map.py")],
+                         check=True, capture_output=True, text=True).stdout
+    py_ns = float(out.split()[0])
+    ours = mean_ns("map_1m_trivial/pardo_map_monitoring_on") / ITEMS
+    print(f"| streaming map / Python ThreadPoolExecutor.map, per item | {fmt(ours)} | "
+          f"{fmt(py_ns)} | {ours / py_ns:.3f}x | (anchor) |")

@@ -43,6 +43,21 @@ fn map_trivial(c: &mut Criterion) {
             black_box(out)
         })
     });
+    // The fair anchor for a streaming map over an arbitrary iterator: rayon's par_bridge pulls
+    // from a plain iterator too (but gives up order).
+    g.bench_function("rayon_par_bridge_collect", |b| {
+        b.iter(|| {
+            let out: Vec<u64> = rayon_pool.install(|| {
+                input
+                    .iter()
+                    .copied()
+                    .par_bridge()
+                    .map(|x| x.wrapping_mul(3) ^ 7)
+                    .collect()
+            });
+            black_box(out)
+        })
+    });
     g.bench_function("pardo_map_monitoring_on", |b| {
         b.iter(|| {
             let out: Vec<u64> = on
