@@ -58,7 +58,7 @@ impl ProcessPoolBuilder {
     }
 
     /// The program to start as a worker (default: the current executable). It must call
-    /// [`worker_hook`] first thing in `main` and be built from the same code, so that it knows
+    /// [`worker_hook`](crate::worker_hook) first thing in `main` and be built from the same code, so that it knows
     /// the same task functions.
     pub fn worker_program(mut self, path: impl Into<PathBuf>) -> Self {
         self.program = Some(path.into());
@@ -84,7 +84,7 @@ impl ProcessPoolBuilder {
 
     /// Caps each worker's address space at `bytes` with `setrlimit(RLIMIT_AS)` (not a cgroup:
     /// that needs privileges pardo does not assume). An allocation past the limit fails, the
-    /// worker aborts, and the task ends as [`TaskError::Failed`] saying the memory limit was hit;
+    /// worker aborts, and the task ends as [`TaskError::Failed`](crate::TaskError::Failed) saying the memory limit was hit;
     /// a replacement worker takes over. The limit counts *virtual* memory, so leave room above
     /// the resident size the task needs (the binary, its libraries and stacks count too).
     pub fn memory_limit(mut self, bytes: u64) -> Self {
@@ -93,13 +93,15 @@ impl ProcessPoolBuilder {
     }
 
     /// Kills a task's worker when the task runs longer than `limit`; the task ends as
-    /// [`TaskError::TimedOut`] and a replacement worker takes over. Default: no limit.
+    /// [`TaskError::TimedOut`](crate::TaskError::TimedOut) and a replacement worker takes over. Default: no limit (as is a
+    /// limit too large to be a point in time, such as `Duration::MAX`).
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
         self
     }
 
-    /// How long a new worker may take to start and answer (default 20 s).
+    /// How long a new worker may take to start and answer (default 20 s). A limit too large to
+    /// be a point in time, such as `Duration::MAX`, means no limit.
     pub fn start_timeout(mut self, limit: Duration) -> Self {
         self.start_timeout = limit;
         self

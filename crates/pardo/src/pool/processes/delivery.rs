@@ -175,7 +175,9 @@ pub(super) fn finish(
         r.signal = exit.signal;
         r.exit_code = exit.exit_code;
         r.outcome = outcome;
-        w.write(r);
+        // A panicking record sink must not take the manager down, nor turn a task that ran
+        // into one that seems never to have run: the handle still gets the task's result.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.write(r)));
     };
     deliver.deliver(id, result, &mut record);
 }

@@ -5,7 +5,7 @@
 //! loops: take the next job from the shared queue, send it down the worker's stdin, wait for the
 //! reply on its stdout (see [`wire`] for the frames), write the record, complete the handle.
 //! Because a manager sends one job at a time, a worker that dies takes exactly that one job with
-//! it: the job ends as [`TaskError::WorkerDied`], every other job is still in the parent's queue
+//! it: the job ends as [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), every other job is still in the parent's queue
 //! and runs on the replacement worker the manager starts next. Nothing is ever sent twice, except
 //! a job whose *sending* failed because the worker had already died idle — it never reached a
 //! worker, so it goes to the replacement.
@@ -14,7 +14,12 @@
 //! thread goes away (`PR_SET_PDEATHSIG`): a parent that dies — even by `abort` or SIGKILL — takes
 //! its workers with it. A parent that merely closes the pool closes the pipes, and the idle
 //! workers read end-of-stream and exit; every worker is reaped with `wait4`, so none is left as a
-//! zombie.
+//! zombie, and no signal is ever sent to a worker after it was reaped (signals go through a
+//! pidfd where the kernel has them, and are guarded by the worker's reaped state everywhere).
+//!
+//! Resizing is all-or-nothing: a grow whose new workers cannot all start returns the error and
+//! leaves the pool at its previous size. Should a manager thread ever panic (a bug in pardo),
+//! every queued and every later task fails with an error saying so; no handle is left waiting.
 
 //! The code is split by concern:
 //!
@@ -56,21 +61,22 @@ pub use worker::Registered;
 /// - **The same API as [`ThreadPool`](crate::ThreadPool)**: [`submit`](ProcessPool::submit),
 ///   [`map`](ProcessPool::map), [`map_unordered`](ProcessPool::map_unordered), handles that
 ///   work with [`as_completed`](crate::as_completed), [`shutdown`](ProcessPool::shutdown), the
-///   [`Executor`] trait, the same [`TaskRecord`]s — with the task's CPU time as measured in the
+///   [`Executor`] trait, the same [`TaskRecord`](crate::monitor::TaskRecord)s — with the task's CPU time as measured in the
 ///   worker and the worker's peak resident memory (`max_rss_bytes`). Tasks are named functions
 ///   rather than closures (a closure cannot cross into another process); [`RunTask`] runs them
 ///   on any pool.
 /// - **Workers are this binary, started again**: call [`worker_hook`] on the first line of
 ///   `main`.
-/// - **Crash containment**: a panic is [`TaskError::Panicked`] and the worker lives on; a worker
+/// - **Crash containment**: a panic is [`TaskError::Panicked`](crate::TaskError::Panicked) and the worker lives on; a worker
 ///   that aborts, segfaults or is killed (SIGKILL, the OOM killer) fails only the task it was
-///   running, with [`TaskError::WorkerDied`]; a replacement starts and the pool goes on. Unlike
+///   running, with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) (which says whether a signal killed it or it exited
+///   with a code); a replacement starts and the pool goes on. Unlike
 ///   Python's `ProcessPoolExecutor`, the pool is never "broken".
 /// - **Limits**: [`max_tasks_per_worker`](ProcessPoolBuilder::max_tasks_per_worker),
 ///   [`memory_limit`](ProcessPoolBuilder::memory_limit) (RLIMIT_AS),
 ///   [`task_timeout`](ProcessPoolBuilder::task_timeout) (the worker is killed and replaced).
 /// - **Serialization**: arguments and results travel as postcard; a value that cannot be encoded
-///   or decoded ends its task as [`TaskError::Failed`] saying so.
+///   or decoded ends its task as [`TaskError::Failed`](crate::TaskError::Failed) saying so.
 /// - **Shutdown**: as the thread pool's. Dropping the pool is `shutdown(Wait)`, except while the
 ///   thread is panicking: then queued tasks are cancelled and running workers are killed, so a
 ///   failing parent never waits on them. No worker outlives the pool, or the parent process.
@@ -111,7 +117,9 @@ impl std::fmt::Debug for ProcessPool {
 /// What a process pool's workers went through, counted since the pool was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessStats {
-    /// Worker processes started (the first ones and every replacement).
+    /// Worker processes started (the first ones and every replacement), counted from the moment
+    /// the process exists: a replacement is counted by the time the failure of the task that
+    /// lost its worker is delivered.
     pub started: u64,
     /// Workers replaced after reaching `max_tasks_per_worker`.
     pub recycled: u64,
@@ -244,9 +252,16 @@ impl ProcessPool {
         }
     }
 
-    /// The process ids of the live workers, by slot.
+    /// The process ids of the live workers, by slot. Just after a shrink this can still list
+    /// a worker that is being retired.
     pub fn worker_pids(&self) -> Vec<u32> {
-        lock(&self.shared.pids).iter().flatten().copied().collect()
+        let mut workers: Vec<(usize, u32)> = lock(&self.shared.workers)
+            .iter()
+            .filter(|w| !w.is_reaped())
+            .map(|w| (w.index, w.pid))
+            .collect();
+        workers.sort_unstable();
+        workers.into_iter().map(|(_, pid)| pid).collect()
     }
 
     fn close(&self, mode: ShutdownMode) {
@@ -265,10 +280,15 @@ impl ProcessPool {
             w.cancelled(job.id, job.submitted_ns, job.items);
             // Dropping the job drops its promise, which completes the handle as cancelled.
         }
-        let managers: Vec<JoinHandle<()>> = lock(&s.managers)
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+        let managers: Vec<JoinHandle<()>> = {
+            let mut m = lock(&s.managers);
+            let leaving = std::mem::take(&mut m.leaving);
+            m.active
+                .iter_mut()
+                .filter_map(Option::take)
+                .chain(leaving)
+                .collect()
+        };
         crate::pool::join_all_but_current(managers);
     }
 }
@@ -277,13 +297,10 @@ impl Drop for ProcessPool {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // The caller is failing: do not make it wait on tasks it can no longer use.
-            let pids = lock(&self.shared.pids);
-            for pid in pids.iter().flatten() {
-                // SAFETY: plain kill(2). A pid leaves this list before its worker is reaped,
-                // so it still names our child (at worst a zombie) and cannot have been reused.
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            // Each kill is guarded against the worker having been reaped (see `Tracked`).
+            for worker in lock(&self.shared.workers).iter() {
+                worker.kill();
             }
-            drop(pids);
             self.close(ShutdownMode::CancelPending);
         } else {
             self.close(ShutdownMode::Wait);
