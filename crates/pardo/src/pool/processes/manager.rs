@@ -163,14 +163,7 @@ impl Shared {
         let mut managers = lock(&self.managers);
         let leave = index >= self.target.load(Ordering::SeqCst) || lock(&self.queue).closing;
         if leave {
-            let me = std::thread::current().id();
-            if let Some(slot) = managers.active.get_mut(index) {
-                if slot.as_ref().is_some_and(|t| t.thread().id() == me) {
-                    if let Some(t) = slot.take() {
-                        managers.leaving.push(t);
-                    }
-                }
-            }
+            vacate(&mut managers, index);
         }
         leave
     }
@@ -201,6 +194,18 @@ impl Shared {
         self.more.notify_all();
         for job in jobs {
             fail_unrun(&self.recorder, job, broken_message(&why));
+        }
+    }
+}
+
+/// The calling manager gives up slot `index`, so that a resize from now on starts a new one.
+fn vacate(managers: &mut Managers, index: usize) {
+    let me = std::thread::current().id();
+    if let Some(slot) = managers.active.get_mut(index) {
+        if slot.as_ref().is_some_and(|t| t.thread().id() == me) {
+            if let Some(t) = slot.take() {
+                managers.leaving.push(t);
+            }
         }
     }
 }
@@ -246,6 +251,9 @@ fn serve(shared: &Shared, index: usize, started: mpsc::Sender<Result<(), PoolErr
             Some(p)
         }
         Err(e) => {
+            // Give up the slot before saying so: a resize that follows must not take this
+            // ending thread for the slot's manager.
+            vacate(&mut lock(&shared.managers), index);
             let _ = started.send(Err(e));
             return;
         }
