@@ -196,8 +196,8 @@ pardo::task_fn! {
     }
 }
 
-/// The live (not zombie) children of the process, whichever of its threads started them.
-pub fn live_children() -> Vec<u32> {
+/// Every child of the process, running or zombie, whichever of its threads started it.
+pub fn all_children() -> Vec<u32> {
     let mut pids = Vec::new();
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -211,7 +211,13 @@ pub fn live_children() -> Vec<u32> {
                 .filter_map(|p| p.parse::<u32>().ok()),
         );
     }
-    pids.retain(|&p| alive(p));
     pids.sort_unstable();
+    pids
+}
+
+/// The live (not zombie) children of the process.
+pub fn live_children() -> Vec<u32> {
+    let mut pids = all_children();
+    pids.retain(|&p| alive(p));
     pids
 }
