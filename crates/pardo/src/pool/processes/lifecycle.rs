@@ -415,7 +415,8 @@ pub(super) mod tests {
 
     use crate::monitor::{Recorder, Retention, RunRecord};
 
-    /// A pool's shared state whose "workers" are `program args…` (no hello needed here).
+    /// A pool's shared state whose "workers" are `program args… marker` (no hello needed
+    /// here; `sh -c` takes the marker for its `$0`).
     pub(crate) fn shared_for(program: &str, args: &[&str]) -> Shared {
         let config = super::super::builder::Config {
             program: program.into(),
@@ -440,7 +441,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_failure_after_spawn_kills_and_reaps_the_child() {
-        let shared = shared_for("/bin/sleep", &["1000"]);
+        let shared = shared_for("/bin/sh", &["-c", "exec sleep 1000"]);
         let before = my_children();
         let failing: SpawnThread = |_, _| Err(std::io::Error::other("no threads left"));
         let err = Proc::spawn_with(&shared, 0, failing)
@@ -453,7 +454,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_reaped_worker_is_never_signalled() {
-        let shared = shared_for("/bin/sleep", &["1000"]);
+        let shared = shared_for("/bin/sh", &["-c", "exec sleep 1000"]);
         let starting = Proc::spawn(&shared, 0).expect("spawn sleep");
         let mut proc = starting.proc;
         let tracked = Arc::clone(&proc.tracked);
