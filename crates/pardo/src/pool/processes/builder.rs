@@ -65,7 +65,9 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Arguments for the worker program (default: none).
+    /// Arguments for the worker program (default: none). The pool adds one argument of its own
+    /// after them, the worker marker (`--pardo-worker=…`) that [`worker_hook`](crate::worker_hook)
+    /// looks for; a wrapper program (`taskset`, `nice`, …) must pass its last argument on.
     pub fn worker_args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
