@@ -27,13 +27,14 @@ impl fmt::Display for TaskId {
 pub enum Outcome {
     /// Returned normally (for commands: exit code 0).
     Ok,
-    /// Returned an error (for commands: a non-zero exit code).
+    /// Returned an error (for commands: a non-zero exit code; for a process pool: the worker
+    /// exited under the task).
     Failed,
     /// Panicked; the panic was caught at the task boundary.
     Panicked,
     /// Ran past its time limit and was stopped.
     TimedOut,
-    /// Ended by a signal, or its worker process died under it.
+    /// Ended by a signal, or its worker process was killed (or vanished) under it.
     Killed,
     /// Never started: cancelled while queued, or dropped by a cancelling shutdown.
     Cancelled,
@@ -99,7 +100,8 @@ pub enum TaskError {
         /// The limit it exceeded.
         after: Duration,
     },
-    /// The worker process running the task died (abort, segfault, SIGKILL, OOM killer).
+    /// The worker process running the task died (abort, segfault, SIGKILL, OOM killer) or exited
+    /// (the task called `exit`); `signal` and `exit_code` say which.
     #[error("task {id} lost its worker process ({})", describe_death(*.signal, *.exit_code))]
     WorkerDied {
         /// The task.
@@ -176,6 +178,12 @@ impl TaskError {
             TaskError::Panicked { .. } => Outcome::Panicked,
             TaskError::Cancelled { .. } => Outcome::Cancelled,
             TaskError::TimedOut { .. } => Outcome::TimedOut,
+            // A worker that exited (rather than being killed) failed, as a command would.
+            TaskError::WorkerDied {
+                signal: None,
+                exit_code: Some(_),
+                ..
+            } => Outcome::Failed,
             TaskError::WorkerDied { .. } => Outcome::Killed,
             TaskError::Failed { .. } => Outcome::Failed,
         }

@@ -11,6 +11,7 @@ mod tasks;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use pardo::{
     AsyncPool, Executor, Outcome, ProcessPool, RunTask, ShutdownMode, TaskError, ThreadPool,
@@ -48,6 +49,22 @@ fn main() -> ExitCode {
         (
             "one_line_switches_the_executor",
             one_line_switches_the_executor,
+        ),
+        (
+            "a_failed_grow_keeps_the_pool_at_its_size",
+            a_failed_grow_keeps_the_pool_at_its_size,
+        ),
+        (
+            "shrink_then_grow_keeps_every_worker",
+            shrink_then_grow_keeps_every_worker,
+        ),
+        (
+            "running_counts_tasks_on_workers",
+            running_counts_tasks_on_workers,
+        ),
+        (
+            "the_worker_marker_is_not_in_the_environment",
+            the_worker_marker_is_not_in_the_environment,
         ),
     ])
 }
@@ -221,4 +238,95 @@ fn one_line_switches_the_executor() {
     for report in [threads.report(), processes.report(), tasks.report()] {
         assert_eq!(report.items, 11, "{}", report.run.executor);
     }
+}
+
+/// A hang detector for one handle: far above what a correct pool needs.
+const HANG: Duration = Duration::from_secs(30);
+
+fn a_failed_grow_keeps_the_pool_at_its_size() {
+    // The pool's workers run through a symlink; once it is gone, starting a worker fails.
+    let dir = scratch_dir("failed-grow");
+    let link = dir.join("worker");
+    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &link).unwrap();
+    let pool = ProcessPool::builder()
+        .workers(1)
+        .worker_program(&link)
+        .build()
+        .unwrap();
+    std::fs::remove_file(&link).unwrap();
+    let err = pool.set_workers(3).unwrap_err();
+    assert!(matches!(err, pardo::PoolError::Spawn { .. }), "{err}");
+    assert_eq!(pool.workers(), 1, "the pool stays at its previous size");
+    let got = pool
+        .submit(Square, 6)
+        .wait_timeout(HANG)
+        .expect("submit after a failed grow");
+    assert_eq!(got, Ok(36));
+    support::eventually("one worker left", || pool.worker_pids().len() == 1);
+    // Once workers can start again, growing works.
+    std::os::unix::fs::symlink(std::env::current_exe().unwrap(), &link).unwrap();
+    pool.set_workers(2).unwrap();
+    assert_eq!(pool.worker_pids().len(), 2);
+    let report = pool.shutdown(ShutdownMode::Wait);
+    assert_eq!(report.outcomes.get(&Outcome::Ok), Some(&1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn shrink_then_grow_keeps_every_worker() {
+    let pool = ProcessPool::builder().workers(2).build().unwrap();
+    for round in 0..30 {
+        pool.set_workers(1).unwrap();
+        pool.set_workers(2).unwrap();
+        // Both slots serve: two tasks that only finish together.
+        let dir = scratch_dir(&format!("regrow-{round}"));
+        let a = pool.submit(MeetPeer, (dir.clone(), "a".into(), "b".into()));
+        let b = pool.submit(MeetPeer, (dir.clone(), "b".into(), "a".into()));
+        assert!(a
+            .wait_timeout(HANG)
+            .expect("round {round}: a hangs")
+            .is_ok());
+        assert!(b
+            .wait_timeout(HANG)
+            .expect("round {round}: b hangs")
+            .is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+        support::eventually(&format!("round {round}: two live workers"), || {
+            live_children().len() == 2 && pool.worker_pids().len() == 2
+        });
+        let mut pids = pool.worker_pids();
+        pids.sort_unstable();
+        assert_eq!(pids, live_children(), "round {round}");
+    }
+    drop(pool);
+    assert_eq!(live_children(), Vec::<u32>::new());
+}
+
+fn running_counts_tasks_on_workers() {
+    let dir = scratch_dir("running");
+    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    assert_eq!(pool.counters().running, 0);
+    let gated = pool.submit(Gate, dir.clone());
+    support::eventually("the gated task started", || dir.join("started").exists());
+    assert_eq!(pool.counters().running, 1);
+    std::fs::write(dir.join("go"), b"").unwrap();
+    assert!(gated
+        .wait_timeout(HANG)
+        .expect("the gated task hangs")
+        .is_ok());
+    assert_eq!(pool.counters().running, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn the_worker_marker_is_not_in_the_environment() {
+    // A worker's environment is exactly its parent's: the marker travels elsewhere, so neither
+    // side ever edits an environment other threads may be reading.
+    let pool = ProcessPool::builder().workers(1).build().unwrap();
+    let names = pool.submit(ExecEnvironment, ()).wait().unwrap();
+    assert!(!names.is_empty());
+    let marked: Vec<_> = names
+        .iter()
+        .filter(|n| n.starts_with("PARDO_WORKER"))
+        .collect();
+    assert!(marked.is_empty(), "{marked:?}");
+    assert!(std::env::var_os("PARDO_WORKER").is_none());
 }

@@ -57,6 +57,22 @@ fn main() -> ExitCode {
             "a_program_without_the_hook_is_refused",
             a_program_without_the_hook_is_refused,
         ),
+        (
+            "unbounded_timeouts_do_not_stop_the_pool",
+            unbounded_timeouts_do_not_stop_the_pool,
+        ),
+        (
+            "a_panicking_record_sink_hangs_no_handle",
+            a_panicking_record_sink_hangs_no_handle,
+        ),
+        (
+            "an_exit_code_is_not_reported_as_killed",
+            an_exit_code_is_not_reported_as_killed,
+        ),
+        (
+            "the_replacement_is_counted_when_the_crash_is_reported",
+            the_replacement_is_counted_when_the_crash_is_reported,
+        ),
     ])
 }
 
@@ -276,4 +292,86 @@ fn a_program_without_the_hook_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("worker_hook"), "{err}");
+}
+
+/// A hang detector for one handle: far above what a correct pool needs.
+const HANG: Duration = Duration::from_secs(30);
+
+fn unbounded_timeouts_do_not_stop_the_pool() {
+    let pool = ProcessPool::builder()
+        .workers(1)
+        .start_timeout(Duration::MAX)
+        .task_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let got = pool
+        .submit(Square, 5)
+        .wait_timeout(HANG)
+        .expect("the task hangs");
+    assert_eq!(got, Ok(25));
+    assert_eq!(pool.shutdown(ShutdownMode::Wait).tasks, 1);
+}
+
+/// A sink that panics on every record.
+struct PanickingSink;
+
+impl pardo::monitor::RecordSink for PanickingSink {
+    fn on_record(&self, _record: &pardo::monitor::TaskRecord) {
+        panic!("the sink fails");
+    }
+}
+
+fn a_panicking_record_sink_hangs_no_handle() {
+    let pool = pool(1);
+    pardo::Executor::recorder(&pool).add_sink(std::sync::Arc::new(PanickingSink));
+    let handles: Vec<_> = (0..4u64).map(|x| pool.submit(Square, x)).collect();
+    for (x, h) in (0..4u64).zip(handles) {
+        let got = h.wait_timeout(HANG).expect("a handle hangs");
+        // The sink's failure is the sink's: the task still reports what it did.
+        assert_eq!(got, Ok(x * x));
+    }
+    let later = pool
+        .submit(Square, 9)
+        .wait_timeout(HANG)
+        .expect("a later handle hangs");
+    assert_eq!(later, Ok(81));
+    drop(pool);
+}
+
+fn an_exit_code_is_not_reported_as_killed() {
+    let pool = pool(1);
+    let err = pool.submit(ExitWith, 3).wait().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TaskError::WorkerDied {
+                signal: None,
+                exit_code: Some(3),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("exited with code 3"), "{err}");
+    assert_eq!(err.outcome(), Outcome::Failed);
+    let records = pardo::Executor::recorder(&pool).records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, Outcome::Failed);
+    assert_eq!(records[0].exit_code, Some(3));
+    assert_eq!(records[0].signal, None);
+    // A signal is still a kill.
+    let err = pool.submit(SigKill, ()).wait().unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Killed);
+}
+
+fn the_replacement_is_counted_when_the_crash_is_reported() {
+    let pool = pool(1);
+    assert_eq!(pool.stats().started, 1);
+    assert!(pool.submit(Abort, ()).wait().is_err());
+    assert_eq!(
+        pool.stats().started,
+        2,
+        "the replacement counts from the moment it exists"
+    );
+    assert_eq!(pool.submit(Square, 3).wait(), Ok(9));
 }

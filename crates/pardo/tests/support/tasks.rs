@@ -176,3 +176,48 @@ pub fn alive(pid: u32) -> bool {
 pub fn gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+pardo::task_fn! {
+    /// Ends the worker with `exit(code)` in the middle of the task.
+    pub ExitWith(code: i32) -> () { std::process::exit(code) }
+}
+
+pardo::task_fn! {
+    /// The names of the worker's environment as the kernel gave it at exec
+    /// (`/proc/self/environ`), whatever the process did to its environment since.
+    pub ExecEnvironment(_unit: ()) -> Vec<String> {
+        std::fs::read("/proc/self/environ")
+            .unwrap_or_default()
+            .split(|&b| b == 0)
+            .filter_map(|kv| kv.split(|&b| b == b'=').next())
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+}
+
+/// Every child of the process, running or zombie, whichever of its threads started it.
+pub fn all_children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// The live (not zombie) children of the process.
+pub fn live_children() -> Vec<u32> {
+    let mut pids = all_children();
+    pids.retain(|&p| alive(p));
+    pids
+}

@@ -5,7 +5,7 @@
 //! loops: take the next job from the shared queue, send it down the worker's stdin, wait for the
 //! reply on its stdout (see [`wire`] for the frames), write the record, complete the handle.
 //! Because a manager sends one job at a time, a worker that dies takes exactly that one job with
-//! it: the job ends as [`TaskError::WorkerDied`], every other job is still in the parent's queue
+//! it: the job ends as [`TaskError::WorkerDied`](crate::TaskError::WorkerDied), every other job is still in the parent's queue
 //! and runs on the replacement worker the manager starts next. Nothing is ever sent twice, except
 //! a job whose *sending* failed because the worker had already died idle — it never reached a
 //! worker, so it goes to the replacement.
@@ -14,210 +14,69 @@
 //! thread goes away (`PR_SET_PDEATHSIG`): a parent that dies — even by `abort` or SIGKILL — takes
 //! its workers with it. A parent that merely closes the pool closes the pipes, and the idle
 //! workers read end-of-stream and exit; every worker is reaped with `wait4`, so none is left as a
-//! zombie.
+//! zombie, and no signal is ever sent to a worker after it was reaped (signals go through a
+//! pidfd where the kernel has them, and are guarded by the worker's reaped state everywhere).
+//!
+//! Resizing is all-or-nothing: a grow whose new workers cannot all start returns the error and
+//! leaves the pool at its previous size. Should a manager thread ever panic (a bug in pardo),
+//! every queued and every later task fails with an error saying so; no handle is left waiting.
 
+//! The code is split by concern:
+//!
+//! - this file: the public face, [`ProcessPool`] and its methods;
+//! - `builder`: [`ProcessPoolBuilder`], its options, and starting a pool;
+//! - `manager`: the shared queue, the manager thread's loop, dispatch and resizing;
+//! - `lifecycle`: one worker process — spawn, stderr forwarding, reap, kill, retire;
+//! - `delivery`: a job's typed end — decoding results, writing records, completing handles;
+//! - `wire`: the pipe protocol; `worker`: the worker side, [`worker_hook`].
+
+mod builder;
+mod delivery;
+mod lifecycle;
+mod manager;
 mod wire;
 mod worker;
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-use serde::de::DeserializeOwned;
 
 use crate::executor::{Executor, ShutdownMode};
 use crate::handle::{Handle, Promise};
-use crate::monitor::WorkerRecorder;
-use crate::monitor::{available_cores, Recorder, Report, Retention, RunRecord, TaskRecord};
-use crate::pool::map::{Chunk, Map, MapUnordered, SubmitChunk};
-use crate::pool::task_fn::{chunk_outcome, RunTask, TaskFn};
+use crate::monitor::{Recorder, Report};
+use crate::pool::map::{Map, MapUnordered, SubmitChunk};
+use crate::pool::task_fn::{RunTask, TaskFn};
 use crate::pool::PoolError;
-use crate::sync::{lock, wait};
-use crate::task::{Outcome, TaskError, TaskId};
-use wire::{Hello, ItemResult, Reply, Request};
+use crate::sync::lock;
+use delivery::{encode_error, ChunkTask, Job, OneTask};
+use manager::Shared;
 
+pub use builder::ProcessPoolBuilder;
 pub use worker::worker_hook;
 #[doc(hidden)]
 pub use worker::Registered;
-
-/// How many times an idle manager yields and looks for a job before it sleeps.
-const SPIN_ROUNDS: usize = 32;
-/// How long a new worker has to say hello before it is killed and the start reported failed.
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a closed-down worker's stderr may stay open after it died (a grandchild can hold
-/// it); past this, its last words are not waited for.
-const STDERR_GRACE: Duration = Duration::from_secs(1);
-/// The bytes of a worker's stderr kept to explain its death: enough for the allocator's line
-/// followed by a backtrace.
-const STDERR_TAIL: usize = 64 << 10;
-
-/// Configures a [`ProcessPool`].
-///
-/// ```
-/// use std::time::Duration;
-/// let builder = pardo::ProcessPool::builder()
-///     .workers(2)
-///     .max_tasks_per_worker(1_000)
-///     .memory_limit(512 << 20)
-///     .task_timeout(Duration::from_secs(30));
-/// # drop(builder);
-/// ```
-#[derive(Clone, Debug)]
-pub struct ProcessPoolBuilder {
-    workers: Option<usize>,
-    program: Option<PathBuf>,
-    args: Vec<OsString>,
-    max_tasks_per_worker: Option<u64>,
-    memory_limit: Option<u64>,
-    task_timeout: Option<Duration>,
-    start_timeout: Duration,
-    retention: Retention,
-}
-
-impl ProcessPoolBuilder {
-    /// Number of worker processes (default: the available parallelism).
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = Some(n);
-        self
-    }
-
-    /// The program to start as a worker (default: the current executable). It must call
-    /// [`worker_hook`] first thing in `main` and be built from the same code, so that it knows
-    /// the same task functions.
-    pub fn worker_program(mut self, path: impl Into<PathBuf>) -> Self {
-        self.program = Some(path.into());
-        self
-    }
-
-    /// Arguments for the worker program (default: none).
-    pub fn worker_args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args = args.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Replaces a worker after it has run `n` tasks (or `map` chunks), to bound what a leaky
-    /// task function can accumulate (Python's `max_tasks_per_child`). Default: never.
-    pub fn max_tasks_per_worker(mut self, n: u64) -> Self {
-        self.max_tasks_per_worker = Some(n.max(1));
-        self
-    }
-
-    /// Caps each worker's address space at `bytes` with `setrlimit(RLIMIT_AS)` (not a cgroup:
-    /// that needs privileges pardo does not assume). An allocation past the limit fails, the
-    /// worker aborts, and the task ends as [`TaskError::Failed`] saying the memory limit was hit;
-    /// a replacement worker takes over. The limit counts *virtual* memory, so leave room above
-    /// the resident size the task needs (the binary, its libraries and stacks count too).
-    pub fn memory_limit(mut self, bytes: u64) -> Self {
-        self.memory_limit = Some(bytes);
-        self
-    }
-
-    /// Kills a task's worker when the task runs longer than `limit`; the task ends as
-    /// [`TaskError::TimedOut`] and a replacement worker takes over. Default: no limit.
-    pub fn task_timeout(mut self, limit: Duration) -> Self {
-        self.task_timeout = Some(limit);
-        self
-    }
-
-    /// How long a new worker may take to start and answer (default 20 s).
-    pub fn start_timeout(mut self, limit: Duration) -> Self {
-        self.start_timeout = limit;
-        self
-    }
-
-    /// Keeps only the summary, not every record (see [`Retention`]).
-    pub fn retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// Starts the workers and waits until each has answered.
-    pub fn build(self) -> Result<ProcessPool, PoolError> {
-        if worker::started_as_worker() {
-            return Err(PoolError::InsideWorker);
-        }
-        let workers = self.workers.unwrap_or_else(available_cores);
-        if workers == 0 {
-            return Err(PoolError::ZeroWorkers);
-        }
-        let program = match self.program {
-            Some(p) => p,
-            None => {
-                std::env::current_exe().map_err(|source| PoolError::Spawn { worker: 1, source })?
-            }
-        };
-        let recorder = Recorder::new(
-            RunRecord::now("process_pool", workers),
-            true,
-            self.retention,
-        );
-        if let Some(n) = self.max_tasks_per_worker {
-            recorder.set_setting("max_tasks_per_worker", &n.to_string());
-        }
-        if let Some(b) = self.memory_limit {
-            recorder.set_setting("memory_limit_bytes", &b.to_string());
-        }
-        if let Some(t) = self.task_timeout {
-            recorder.set_setting("task_timeout", &format!("{t:?}"));
-        }
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                closing: false,
-                spinner: false,
-            }),
-            more: Condvar::new(),
-            target: AtomicUsize::new(0),
-            managers: Mutex::new(Vec::new()),
-            pids: Mutex::new(Vec::new()),
-            recorder,
-            config: Config {
-                program,
-                args: self.args,
-                max_tasks_per_worker: self.max_tasks_per_worker,
-                memory_limit: self.memory_limit,
-                task_timeout: self.task_timeout,
-                start_timeout: self.start_timeout,
-            },
-            stats: Stats::default(),
-        });
-        let pool = ProcessPool { shared };
-        pool.resize(workers)?;
-        Ok(pool)
-    }
-}
 
 /// A pool of worker processes running registered [`TaskFn`]s, with every task measured.
 ///
 /// - **The same API as [`ThreadPool`](crate::ThreadPool)**: [`submit`](ProcessPool::submit),
 ///   [`map`](ProcessPool::map), [`map_unordered`](ProcessPool::map_unordered), handles that
 ///   work with [`as_completed`](crate::as_completed), [`shutdown`](ProcessPool::shutdown), the
-///   [`Executor`] trait, the same [`TaskRecord`]s — with the task's CPU time as measured in the
+///   [`Executor`] trait, the same [`TaskRecord`](crate::monitor::TaskRecord)s — with the task's CPU time as measured in the
 ///   worker and the worker's peak resident memory (`max_rss_bytes`). Tasks are named functions
 ///   rather than closures (a closure cannot cross into another process); [`RunTask`] runs them
 ///   on any pool.
 /// - **Workers are this binary, started again**: call [`worker_hook`] on the first line of
 ///   `main`.
-/// - **Crash containment**: a panic is [`TaskError::Panicked`] and the worker lives on; a worker
+/// - **Crash containment**: a panic is [`TaskError::Panicked`](crate::TaskError::Panicked) and the worker lives on; a worker
 ///   that aborts, segfaults or is killed (SIGKILL, the OOM killer) fails only the task it was
-///   running, with [`TaskError::WorkerDied`]; a replacement starts and the pool goes on. Unlike
+///   running, with [`TaskError::WorkerDied`](crate::TaskError::WorkerDied) (which says whether a signal killed it or it exited
+///   with a code); a replacement starts and the pool goes on. Unlike
 ///   Python's `ProcessPoolExecutor`, the pool is never "broken".
 /// - **Limits**: [`max_tasks_per_worker`](ProcessPoolBuilder::max_tasks_per_worker),
 ///   [`memory_limit`](ProcessPoolBuilder::memory_limit) (RLIMIT_AS),
 ///   [`task_timeout`](ProcessPoolBuilder::task_timeout) (the worker is killed and replaced).
 /// - **Serialization**: arguments and results travel as postcard; a value that cannot be encoded
-///   or decoded ends its task as [`TaskError::Failed`] saying so.
+///   or decoded ends its task as [`TaskError::Failed`](crate::TaskError::Failed) saying so.
 /// - **Shutdown**: as the thread pool's. Dropping the pool is `shutdown(Wait)`, except while the
 ///   thread is panicking: then queued tasks are cancelled and running workers are killed, so a
 ///   failing parent never waits on them. No worker outlives the pool, or the parent process.
@@ -258,7 +117,9 @@ impl std::fmt::Debug for ProcessPool {
 /// What a process pool's workers went through, counted since the pool was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessStats {
-    /// Worker processes started (the first ones and every replacement).
+    /// Worker processes started (the first ones and every replacement), counted from the moment
+    /// the process exists: a replacement is counted by the time the failure of the task that
+    /// lost its worker is delivered.
     pub started: u64,
     /// Workers replaced after reaching `max_tasks_per_worker`.
     pub recycled: u64,
@@ -268,181 +129,11 @@ pub struct ProcessStats {
     pub timed_out: u64,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
-    more: Condvar,
-    /// Workers wanted; managers whose index is at or above it leave.
-    target: AtomicUsize,
-    /// One entry per slot: the manager thread, while it lives.
-    managers: Mutex<Vec<Option<JoinHandle<()>>>>,
-    /// The live worker's pid per slot, for killing on a panicking drop and for tests.
-    pids: Mutex<Vec<Option<u32>>>,
-    recorder: Recorder,
-    config: Config,
-    stats: Stats,
-}
-
-struct Queue {
-    jobs: VecDeque<Job>,
-    closing: bool,
-    /// True while one idle manager polls the queue before sleeping (see `next_job`).
-    spinner: bool,
-}
-
-struct Config {
-    program: PathBuf,
-    args: Vec<OsString>,
-    max_tasks_per_worker: Option<u64>,
-    memory_limit: Option<u64>,
-    task_timeout: Option<Duration>,
-    start_timeout: Duration,
-}
-
-#[derive(Default)]
-struct Stats {
-    started: AtomicU64,
-    recycled: AtomicU64,
-    died: AtomicU64,
-    timed_out: AtomicU64,
-}
-
-/// One task or one `map` chunk, encoded and waiting for a worker.
-struct Job {
-    id: TaskId,
-    items: u32,
-    submitted_ns: u64,
-    name: &'static str,
-    inputs: Vec<Vec<u8>>,
-    deliver: Box<dyn Deliver>,
-}
-
-/// The typed end of a job: decodes the worker's answer and completes the caller's handle.
-trait Deliver: Send {
-    /// Claims the task for running; false when it was cancelled first.
-    fn try_start(&self) -> bool;
-    /// Decodes `result`, calls `record` with the outcome (the record is written before the
-    /// handle completes), then completes the handle.
-    fn deliver(
-        self: Box<Self>,
-        first: TaskId,
-        result: Result<Reply, TaskError>,
-        record: &mut dyn FnMut(Outcome),
-    );
-}
-
-/// Decodes one item's result.
-fn decode_item<R: DeserializeOwned>(
-    id: TaskId,
-    name: &str,
-    item: ItemResult,
-) -> Result<R, TaskError> {
-    match item {
-        ItemResult::Ok(bytes) => postcard::from_bytes(&bytes).map_err(|e| TaskError::Failed {
-            id,
-            message: format!("cannot decode the result of {name}: {e}"),
-        }),
-        ItemResult::Panicked(message) => Err(TaskError::Panicked { id, message }),
-        ItemResult::Failed(message) => Err(TaskError::Failed { id, message }),
-    }
-}
-
-struct OneTask<T> {
-    promise: Promise<T>,
-    name: &'static str,
-}
-
-impl<T: DeserializeOwned + Send> Deliver for OneTask<T> {
-    fn try_start(&self) -> bool {
-        self.promise.try_start()
-    }
-
-    fn deliver(
-        self: Box<Self>,
-        id: TaskId,
-        result: Result<Reply, TaskError>,
-        record: &mut dyn FnMut(Outcome),
-    ) {
-        let result = result.and_then(|reply| match reply.outputs.into_iter().next() {
-            Some(item) => decode_item(id, self.name, item),
-            None => Err(TaskError::Failed {
-                id,
-                message: "the worker answered with no result".to_owned(),
-            }),
-        });
-        record(
-            result
-                .as_ref()
-                .map_or_else(TaskError::outcome, |_| Outcome::Ok),
-        );
-        self.promise.complete(result);
-    }
-}
-
-struct ChunkTask<T, R> {
-    promise: Promise<Chunk<T, R>>,
-    name: &'static str,
-    values: Vec<R>,
-    spare: Vec<T>,
-}
-
-impl<T: Send, R: DeserializeOwned + Send> Deliver for ChunkTask<T, R> {
-    fn try_start(&self) -> bool {
-        self.promise.try_start()
-    }
-
-    fn deliver(
-        self: Box<Self>,
-        first: TaskId,
-        result: Result<Reply, TaskError>,
-        record: &mut dyn FnMut(Outcome),
-    ) {
-        let ChunkTask {
-            promise,
-            name,
-            mut values,
-            spare,
-        } = *self;
-        match result {
-            Ok(reply) => {
-                let mut errors = Vec::new();
-                for (pos, item) in reply.outputs.into_iter().enumerate() {
-                    let id = TaskId(first.0 + pos as u64);
-                    match decode_item(id, name, item) {
-                        Ok(v) => values.push(v),
-                        Err(e) => errors.push((pos as u32, e)),
-                    }
-                }
-                let chunk = Chunk {
-                    values,
-                    errors,
-                    busy_ns: reply.busy_ns,
-                    spare,
-                };
-                record(chunk_outcome(&chunk));
-                promise.complete(Ok(chunk));
-            }
-            Err(e) => {
-                record(e.outcome());
-                promise.complete(Err(e));
-            }
-        }
-    }
-}
-
 impl ProcessPool {
     /// A builder with the defaults: one worker per available core, the current executable as
     /// the worker program, no limits.
     pub fn builder() -> ProcessPoolBuilder {
-        ProcessPoolBuilder {
-            workers: None,
-            program: None,
-            args: Vec::new(),
-            max_tasks_per_worker: None,
-            memory_limit: None,
-            task_timeout: None,
-            start_timeout: DEFAULT_START_TIMEOUT,
-            retention: Retention::All,
-        }
+        ProcessPoolBuilder::defaults()
     }
 
     /// A pool with the default settings.
@@ -561,9 +252,16 @@ impl ProcessPool {
         }
     }
 
-    /// The process ids of the live workers, by slot.
+    /// The process ids of the live workers, by slot. Just after a shrink this can still list
+    /// a worker that is being retired.
     pub fn worker_pids(&self) -> Vec<u32> {
-        lock(&self.shared.pids).iter().flatten().copied().collect()
+        let mut workers: Vec<(usize, u32)> = lock(&self.shared.workers)
+            .iter()
+            .filter(|w| !w.is_reaped())
+            .map(|w| (w.index, w.pid))
+            .collect();
+        workers.sort_unstable();
+        workers.into_iter().map(|(_, pid)| pid).collect()
     }
 
     fn close(&self, mode: ShutdownMode) {
@@ -582,66 +280,16 @@ impl ProcessPool {
             w.cancelled(job.id, job.submitted_ns, job.items);
             // Dropping the job drops its promise, which completes the handle as cancelled.
         }
-        let managers: Vec<JoinHandle<()>> = lock(&s.managers)
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+        let managers: Vec<JoinHandle<()>> = {
+            let mut m = lock(&s.managers);
+            let leaving = std::mem::take(&mut m.leaving);
+            m.active
+                .iter_mut()
+                .filter_map(Option::take)
+                .chain(leaving)
+                .collect()
+        };
         crate::pool::join_all_but_current(managers);
-    }
-
-    fn resize(&self, n: usize) -> Result<(), PoolError> {
-        if n == 0 {
-            return Err(PoolError::ZeroWorkers);
-        }
-        let s = &self.shared;
-        let mut waiting = Vec::new();
-        {
-            let mut managers = lock(&s.managers);
-            s.target.store(n, Ordering::SeqCst);
-            if managers.len() < n {
-                managers.resize_with(n, || None);
-                lock(&s.pids).resize(n, None);
-            }
-            for (index, slot) in managers.iter_mut().enumerate().take(n) {
-                if slot.as_ref().is_some_and(|m| !m.is_finished()) {
-                    continue;
-                }
-                let (tx, rx) = mpsc::channel();
-                let shared = Arc::clone(s);
-                let thread = std::thread::Builder::new()
-                    .name(format!("pardo-proc-{}", index + 1))
-                    .spawn(move || manage(shared, index, tx))
-                    .map_err(|source| PoolError::Spawn {
-                        worker: index + 1,
-                        source,
-                    })?;
-                *slot = Some(thread);
-                waiting.push(rx);
-            }
-        }
-        s.recorder.set_capacity(n);
-        // Managers above the new target may be waiting for work; wake them so they leave.
-        s.more.notify_all();
-        let mut first_error = None;
-        for rx in waiting {
-            if let Ok(Err(e)) = rx.recv() {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => {
-                self.close(ShutdownMode::CancelPending);
-                Err(e)
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-fn encode_error<F: TaskFn>(id: TaskId, e: &postcard::Error) -> TaskError {
-    TaskError::Failed {
-        id,
-        message: format!("cannot encode the input of {} for a worker: {e}", F::NAME),
     }
 }
 
@@ -649,13 +297,10 @@ impl Drop for ProcessPool {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // The caller is failing: do not make it wait on tasks it can no longer use.
-            let pids = lock(&self.shared.pids);
-            for pid in pids.iter().flatten() {
-                // SAFETY: plain kill(2). A pid leaves this list before its worker is reaped,
-                // so it still names our child (at worst a zombie) and cannot have been reused.
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            // Each kill is guarded against the worker having been reaped (see `Tracked`).
+            for worker in lock(&self.shared.workers).iter() {
+                worker.kill();
             }
-            drop(pids);
             self.close(ShutdownMode::CancelPending);
         } else {
             self.close(ShutdownMode::Wait);
@@ -700,530 +345,5 @@ impl RunTask for ProcessPool {
         I: IntoIterator<Item = F::Input>,
     {
         self.map_unordered(inputs, f)
-    }
-}
-
-impl Shared {
-    fn push(&self, job: Job) {
-        let mut q = lock(&self.queue);
-        let spinner_takes_it = q.spinner && q.jobs.is_empty();
-        q.jobs.push_back(job);
-        drop(q);
-        if !spinner_takes_it {
-            self.more.notify_one();
-        }
-    }
-
-    /// Records a task that never reached a worker (its input could not be encoded).
-    fn refuse(&self, id: TaskId, submitted_ns: u64, items: u32, err: &TaskError) {
-        let now = self.recorder.now_ns();
-        let mut r = TaskRecord::new(id, 1, submitted_ns, now, now);
-        r.items = items;
-        r.outcome = err.outcome();
-        self.recorder.worker(1).write(r);
-    }
-
-    /// The next job for the manager of slot `index`; `None` when it should stop.
-    fn next_job(&self, index: usize) -> Option<Job> {
-        // A caller that waits on each result submits its next task right after waking: look
-        // again a few times, yielding the core, before sleeping on the condvar (a futex wake
-        // costs more than the whole pipe round trip).
-        // Only one manager spins (on 2 cores a second spinner steals the worker's core), and
-        // a push that the spinner will pick up skips the condvar, so no sleeping manager is
-        // woken for nothing. The flag lives under the queue lock: a job pushed onto an empty
-        // queue while `spinner` is set is taken by the spinner, which clears the flag in the
-        // same critical section, so any later push wakes a sleeper.
-        let spin = {
-            let mut q = lock(&self.queue);
-            !std::mem::replace(&mut q.spinner, true)
-        };
-        if spin {
-            for round in 0..=SPIN_ROUNDS {
-                let mut q = lock(&self.queue);
-                let job = q.jobs.pop_front();
-                if job.is_some() || round == SPIN_ROUNDS {
-                    q.spinner = false;
-                    if !q.jobs.is_empty() {
-                        self.more.notify_one();
-                    }
-                    drop(q);
-                    match job {
-                        Some(job) if index < self.target.load(Ordering::SeqCst) => {
-                            return Some(job)
-                        }
-                        Some(job) => {
-                            lock(&self.queue).jobs.push_front(job);
-                            self.more.notify_one();
-                        }
-                        None => {}
-                    }
-                    break;
-                }
-                drop(q);
-                std::thread::yield_now();
-            }
-        }
-        let mut q = lock(&self.queue);
-        loop {
-            if index >= self.target.load(Ordering::SeqCst) {
-                return None;
-            }
-            if let Some(job) = q.jobs.pop_front() {
-                return Some(job);
-            }
-            if q.closing {
-                return None;
-            }
-            q = wait(&self.more, q);
-        }
-    }
-
-    /// Decides under the managers lock whether slot `index` really leaves (a resize may have
-    /// raised the target again since `next_job` said stop).
-    fn may_leave(&self, index: usize) -> bool {
-        let _managers = lock(&self.managers);
-        index >= self.target.load(Ordering::SeqCst) || lock(&self.queue).closing
-    }
-
-    fn set_pid(&self, index: usize, pid: Option<u32>) {
-        if let Some(slot) = lock(&self.pids).get_mut(index) {
-            *slot = pid;
-        }
-    }
-
-    fn closing(&self) -> bool {
-        lock(&self.queue).closing
-    }
-}
-
-/// The manager of worker slot `index`: starts the worker, feeds it jobs, replaces it when it
-/// dies, is recycled or times out.
-fn manage(shared: Arc<Shared>, index: usize, started: mpsc::Sender<Result<(), PoolError>>) {
-    let slot = index as u32 + 1;
-    let w = shared.recorder.worker(slot);
-    let mut live = match Proc::start(&shared, index) {
-        Ok(p) => {
-            let _ = started.send(Ok(()));
-            Some(p)
-        }
-        Err(e) => {
-            let _ = started.send(Err(e));
-            return;
-        }
-    };
-    drop(started);
-    loop {
-        let Some(job) = shared.next_job(index) else {
-            if shared.may_leave(index) {
-                break;
-            }
-            continue;
-        };
-        if !job.deliver.try_start() {
-            w.cancelled(job.id, job.submitted_ns, job.items);
-            continue;
-        }
-        let proc = match live.take() {
-            Some(p) => p,
-            None => match Proc::start(&shared, index) {
-                Ok(p) => p,
-                Err(e) => {
-                    let started_ns = shared.recorder.now_ns();
-                    let err = TaskError::Failed {
-                        id: job.id,
-                        message: e.to_string(),
-                    };
-                    finish(&w, job, started_ns, Err(err), Exit::default());
-                    continue;
-                }
-            },
-        };
-        live = run_job(&shared, &w, proc, job);
-        if live.is_none() && !shared.closing() {
-            // Start the replacement now, so the next task finds a warm worker.
-            live = Proc::start(&shared, index).ok();
-        }
-    }
-    if let Some(p) = live {
-        p.retire(&shared);
-    }
-}
-
-/// How a task's worker ended, for the record.
-#[derive(Clone, Copy, Debug, Default)]
-struct Exit {
-    signal: Option<i32>,
-    exit_code: Option<i32>,
-    max_rss_bytes: Option<u64>,
-    cpu_user_ns: u64,
-    cpu_sys_ns: u64,
-}
-
-/// Writes the job's record and completes its handle.
-fn finish(
-    w: &WorkerRecorder,
-    job: Job,
-    started_ns: u64,
-    result: Result<Reply, TaskError>,
-    exit: Exit,
-) {
-    let finished_ns = w.recorder().now_ns();
-    let (cpu_user_ns, cpu_sys_ns, max_rss_bytes) = match &result {
-        Ok(reply) => (
-            reply.cpu_user_ns,
-            reply.cpu_sys_ns,
-            Some(reply.max_rss_bytes),
-        ),
-        Err(_) => (exit.cpu_user_ns, exit.cpu_sys_ns, exit.max_rss_bytes),
-    };
-    let Job {
-        id,
-        items,
-        submitted_ns,
-        deliver,
-        ..
-    } = job;
-    let mut record = |outcome: Outcome| {
-        let mut r = TaskRecord::new(id, w.worker(), submitted_ns, started_ns, finished_ns);
-        r.items = items;
-        r.cpu_user_ns = cpu_user_ns;
-        r.cpu_sys_ns = cpu_sys_ns;
-        r.max_rss_bytes = max_rss_bytes;
-        r.signal = exit.signal;
-        r.exit_code = exit.exit_code;
-        r.outcome = outcome;
-        w.write(r);
-    };
-    deliver.deliver(id, result, &mut record);
-}
-
-/// Runs one job on `proc`; returns the worker if it is still fit to serve.
-fn run_job(shared: &Shared, w: &WorkerRecorder, mut proc: Proc, job: Job) -> Option<Proc> {
-    let started_ns = shared.recorder.now_ns();
-    if proc.send(&job).is_err() {
-        // The worker died while idle (killed from outside): the job never reached it, so it
-        // goes to a fresh worker — the one case where a job is sent twice, and it ran zero times.
-        let _ = proc.reap(shared);
-        shared.stats.died.fetch_add(1, Ordering::Relaxed);
-        proc = match Proc::start(shared, proc.index) {
-            Ok(p) => p,
-            Err(e) => {
-                let err = TaskError::Failed {
-                    id: job.id,
-                    message: e.to_string(),
-                };
-                finish(w, job, started_ns, Err(err), Exit::default());
-                return None;
-            }
-        };
-        if proc.send(&job).is_err() {
-            return died(shared, w, proc, job, started_ns);
-        }
-    }
-    match proc.receive(shared.config.task_timeout) {
-        Received::Reply(reply) => {
-            proc.tasks += 1;
-            finish(w, job, started_ns, Ok(reply), Exit::default());
-            if shared
-                .config
-                .max_tasks_per_worker
-                .is_some_and(|max| proc.tasks >= max)
-            {
-                proc.retire(shared);
-                shared.stats.recycled.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Some(proc)
-        }
-        Received::Ended => died(shared, w, proc, job, started_ns),
-        Received::TimedOut(after) => {
-            proc.kill();
-            let exit = proc.reap(shared);
-            shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-            let err = TaskError::TimedOut { id: job.id, after };
-            finish(w, job, started_ns, Err(err), exit);
-            None
-        }
-    }
-}
-
-/// The worker ended under `job`: reap it, explain why, fail the job alone.
-fn died(
-    shared: &Shared,
-    w: &WorkerRecorder,
-    mut proc: Proc,
-    job: Job,
-    started_ns: u64,
-) -> Option<Proc> {
-    let exit = proc.reap(shared);
-    shared.stats.died.fetch_add(1, Ordering::Relaxed);
-    let tail = proc.stderr_tail();
-    let id = job.id;
-    let err = match (shared.config.memory_limit, out_of_memory_line(&tail)) {
-        (Some(limit), Some(line)) => TaskError::Failed {
-            id,
-            message: format!(
-                "the worker hit its memory limit of {} MiB (RLIMIT_AS) and was replaced: {line}",
-                limit >> 20
-            ),
-        },
-        _ => TaskError::WorkerDied {
-            id,
-            signal: exit.signal,
-            exit_code: exit.exit_code,
-        },
-    };
-    finish(w, job, started_ns, Err(err), exit);
-    None
-}
-
-/// The line Rust's allocator prints before aborting on a failed allocation, if `stderr` has it.
-fn out_of_memory_line(stderr: &str) -> Option<&str> {
-    stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("memory allocation of"))
-}
-
-enum Received {
-    Reply(Reply),
-    Ended,
-    TimedOut(Duration),
-}
-
-/// One live worker process and its pipes.
-struct Proc {
-    index: usize,
-    pid: u32,
-    /// Kept only so the handles below stay valid; never waited on (`wait4` reaps instead).
-    _child: Child,
-    to: Option<ChildStdin>,
-    from: ChildStdout,
-    buf: Vec<u8>,
-    frame: Vec<u8>,
-    tasks: u64,
-    reaped: bool,
-    stderr_tail: Arc<Mutex<Vec<u8>>>,
-    stderr_done: mpsc::Receiver<()>,
-}
-
-impl Proc {
-    /// Starts a worker for slot `index` and waits for its hello.
-    fn start(shared: &Shared, index: usize) -> Result<Proc, PoolError> {
-        let cfg = &shared.config;
-        let worker = index + 1;
-        let mut cmd = Command::new(&cfg.program);
-        cmd.args(&cfg.args)
-            .env(worker::ENV_WORKER, std::process::id().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(limit) = cfg.memory_limit {
-            cmd.env(worker::ENV_MEMORY, limit.to_string());
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| PoolError::Spawn { worker, source })?;
-        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let (Some(to), Some(from), Some(err)) = pipes else {
-            let source = std::io::Error::other("the worker's pipes were not created");
-            return Err(PoolError::Spawn { worker, source });
-        };
-        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
-        let (done_tx, stderr_done) = mpsc::channel();
-        let tail = Arc::clone(&stderr_tail);
-        std::thread::Builder::new()
-            .name(format!("pardo-proc-{worker}-stderr"))
-            .spawn(move || forward_stderr(err, &tail, done_tx))
-            .map_err(|source| PoolError::Spawn { worker, source })?;
-        let mut proc = Proc {
-            index,
-            pid: child.id(),
-            _child: child,
-            to: Some(to),
-            from,
-            buf: Vec::new(),
-            frame: Vec::new(),
-            tasks: 0,
-            reaped: false,
-            stderr_tail,
-            stderr_done,
-        };
-        shared.set_pid(index, Some(proc.pid));
-        let hint = "does the worker program call pardo::worker_hook() first thing in main?";
-        let refuse = |proc: &mut Proc, reason: String| {
-            proc.kill();
-            let _ = proc.reap(shared);
-            PoolError::WorkerStart { worker, reason }
-        };
-        match wire::readable_within(&proc.from, cfg.start_timeout) {
-            Ok(true) => {}
-            Ok(false) => {
-                let why = format!("no answer within {:?}; {hint}", cfg.start_timeout);
-                return Err(refuse(&mut proc, why));
-            }
-            Err(e) => return Err(refuse(&mut proc, e.to_string())),
-        }
-        let hello = match wire::read_frame(&mut proc.from, &mut proc.frame) {
-            Ok(true) => wire::decode::<Hello>(&proc.frame),
-            Ok(false) => Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Err(e) => Err(e),
-        };
-        match hello {
-            Ok(h) if h.protocol == wire::PROTOCOL => {}
-            Ok(h) => {
-                let why = format!(
-                    "it speaks protocol {}, this pool {}",
-                    h.protocol,
-                    wire::PROTOCOL
-                );
-                return Err(refuse(&mut proc, why));
-            }
-            Err(e) => {
-                let why = format!("it did not answer as a pardo worker ({e}); {hint}");
-                return Err(refuse(&mut proc, why));
-            }
-        }
-        shared.stats.started.fetch_add(1, Ordering::Relaxed);
-        Ok(proc)
-    }
-
-    fn send(&mut self, job: &Job) -> std::io::Result<()> {
-        let req = Request {
-            name: job.name,
-            inputs: job.inputs.iter().map(Vec::as_slice).collect(),
-        };
-        match self.to.as_mut() {
-            Some(to) => wire::write_frame(to, &req, &mut self.buf),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        }
-    }
-
-    fn receive(&mut self, timeout: Option<Duration>) -> Received {
-        if let Some(limit) = timeout {
-            match wire::readable_within(&self.from, limit) {
-                Ok(true) => {}
-                Ok(false) => return Received::TimedOut(limit),
-                Err(_) => return Received::Ended,
-            }
-        }
-        match wire::read_frame(&mut self.from, &mut self.frame) {
-            Ok(true) => match wire::decode::<Reply>(&self.frame) {
-                Ok(reply) => Received::Reply(reply),
-                // A garbled reply means the worker can no longer be trusted: treat it as dead.
-                Err(_) => {
-                    self.kill();
-                    Received::Ended
-                }
-            },
-            Ok(false) | Err(_) => Received::Ended,
-        }
-    }
-
-    fn kill(&self) {
-        if !self.reaped {
-            // SAFETY: plain kill(2) on our own unreaped child.
-            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
-        }
-    }
-
-    /// Waits for the worker to end and says how it ended.
-    fn reap(&mut self, shared: &Shared) -> Exit {
-        if self.reaped {
-            return Exit::default();
-        }
-        // Forget the pid before reaping it, so a concurrent kill can never hit a reused pid.
-        shared.set_pid(self.index, None);
-        let mut status = 0;
-        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        let rc = loop {
-            // SAFETY: valid out-pointers; the pid is our child, not yet reaped.
-            let rc =
-                unsafe { libc::wait4(self.pid as libc::pid_t, &mut status, 0, ru.as_mut_ptr()) };
-            if rc >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-            {
-                break rc;
-            }
-        };
-        self.reaped = true;
-        if rc < 0 {
-            return Exit::default();
-        }
-        // SAFETY: wait4 succeeded and filled the rusage.
-        let ru = unsafe { ru.assume_init() };
-        let signaled = libc::WIFSIGNALED(status);
-        Exit {
-            signal: signaled.then(|| libc::WTERMSIG(status)),
-            exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-            max_rss_bytes: Some(ru.ru_maxrss as u64 * 1024),
-            cpu_user_ns: worker::timeval_ns(&ru.ru_utime),
-            cpu_sys_ns: worker::timeval_ns(&ru.ru_stime),
-        }
-    }
-
-    /// Closes the worker's input so it exits, and reaps it; kills it if it lingers.
-    fn retire(mut self, shared: &Shared) {
-        self.to = None;
-        if !matches!(
-            wire::readable_within(&self.from, shared.config.start_timeout),
-            Ok(true)
-        ) {
-            self.kill();
-        }
-        let _ = self.reap(shared);
-    }
-
-    /// The last bytes the (dead) worker wrote to stderr.
-    fn stderr_tail(&self) -> String {
-        let _ = self.stderr_done.recv_timeout(STDERR_GRACE);
-        String::from_utf8_lossy(&lock(&self.stderr_tail)).into_owned()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.kill();
-            let mut status = 0;
-            // SAFETY: reaping our own child so it does not stay a zombie.
-            unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) };
-        }
-    }
-}
-
-/// Copies a worker's stderr to ours, keeping the tail to explain a death.
-fn forward_stderr(mut from: impl Read, tail: &Mutex<Vec<u8>>, done: mpsc::Sender<()>) {
-    let mut chunk = [0u8; 4096];
-    loop {
-        match from.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                let _ = std::io::stderr().write_all(&chunk[..n]);
-                let mut t = lock(tail);
-                t.extend_from_slice(&chunk[..n]);
-                if t.len() > STDERR_TAIL {
-                    let cut = t.len() - STDERR_TAIL;
-                    t.drain(..cut);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let _ = done.send(());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_allocator_line_is_found_in_a_stderr_tail() {
-        let tail = "noise\nmemory allocation of 1073741824 bytes failed\n";
-        assert_eq!(
-            out_of_memory_line(tail),
-            Some("memory allocation of 1073741824 bytes failed")
-        );
-        assert_eq!(out_of_memory_line("thread 'main' panicked"), None);
     }
 }

@@ -113,20 +113,26 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> io::Result<T> {
 }
 
 /// Waits until `fd` has something to read (or hit end of stream); false when `limit` passed.
+/// A limit too far away to be an instant (`Duration::MAX`) means no limit.
 pub(crate) fn readable_within(fd: &impl AsRawFd, limit: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = std::time::Instant::now().checked_add(limit);
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        let ms = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX)
+            }
+            None => -1,
+        };
         // SAFETY: one valid pollfd, and its count is 1.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
         match rc {
-            0 if std::time::Instant::now() >= deadline => return Ok(false),
+            0 if deadline.is_some_and(|d| std::time::Instant::now() >= d) => return Ok(false),
             0 => {}
             n if n > 0 => return Ok(true),
             _ => {
@@ -183,6 +189,14 @@ mod tests {
         assert!(read_frame(&mut reader, &mut Vec::new()).is_err());
         let mut short = &[7u8, 0][..];
         assert!(read_frame(&mut short, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn an_unbounded_wait_does_not_overflow() {
+        let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+        (&w).write_all(b"x").unwrap();
+        assert!(readable_within(&r, Duration::MAX).unwrap());
+        assert!(!readable_within(&w, Duration::from_millis(1)).unwrap());
     }
 
     #[test]

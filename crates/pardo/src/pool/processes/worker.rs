@@ -1,6 +1,7 @@
 //! The worker side: [`worker_hook`], the registry of task functions, and the serve loop.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::FromRawFd;
@@ -12,10 +13,29 @@ use crate::pool::processes::wire::{self, Hello, ItemResult, Reply, Request};
 use crate::pool::task_fn::{thread_cpu_ns, TaskFn};
 use crate::task::panic_message;
 
-/// Set in a worker's environment to the parent's pid: "you are a pardo worker".
-pub(crate) const ENV_WORKER: &str = "PARDO_WORKER";
-/// Set in a worker's environment to its address-space limit in bytes, when there is one.
-pub(crate) const ENV_MEMORY: &str = "PARDO_WORKER_MEMORY_LIMIT";
+/// Starts the last argument of a worker: `--pardo-worker=<parent pid>[:<memory limit bytes>]`.
+///
+/// The marker is an argument, not an environment variable: an environment variable would be
+/// inherited by everything a task starts (so it would have to be removed, and `remove_var`
+/// while other threads may read the environment is undefined behaviour), while argv belongs
+/// to this one process. It comes *last* so that a wrapper given as the worker program (for
+/// example `taskset -c 0 ./app` as program and arguments) passes it on to the real binary.
+const MARKER: &str = "--pardo-worker=";
+
+/// The argument that makes a started program a worker of the pool in process `parent`.
+pub(crate) fn marker(parent: u32, memory_limit: Option<u64>) -> OsString {
+    match memory_limit {
+        Some(bytes) => format!("{MARKER}{parent}:{bytes}").into(),
+        None => format!("{MARKER}{parent}").into(),
+    }
+}
+
+/// What the marker says, if this process has one.
+fn marker_value() -> Option<String> {
+    let last = std::env::args_os().last()?;
+    let last = last.to_str()?;
+    last.strip_prefix(MARKER).map(str::to_owned)
+}
 
 /// A registered task function: its name and a type-erased runner. Built by
 /// [`task_fn!`](crate::task_fn); not meant to be used directly.
@@ -72,8 +92,9 @@ fn registry() -> &'static HashMap<&'static str, Runner> {
 /// as one; otherwise returns at once and does nothing.
 ///
 /// Put it on the **first line of `main`** of every binary that builds a process pool — the
-/// pool's workers are that same binary, started again with `PARDO_WORKER` set in their
-/// environment. In a worker, this call serves tasks until the pool closes its pipe and then
+/// pool's workers are that same binary, started again with a last argument of the form
+/// `--pardo-worker=…`. In any other process the hook reads its arguments and returns; it never
+/// changes the environment or the arguments, so `main` sees what it was given. In a worker, this call serves tasks until the pool closes its pipe and then
 /// ends the process (`exit(0)`); it never returns. That exit is the one place pardo ends a
 /// process, and only a process pardo itself started.
 ///
@@ -88,10 +109,10 @@ fn registry() -> &'static HashMap<&'static str, Runner> {
 /// its memory limit (`RLIMIT_AS`), keeps the pool's pipes to itself and points its own stdout at
 /// stderr, so a task that prints cannot corrupt the protocol.
 pub fn worker_hook() {
-    let Some(parent) = std::env::var_os(ENV_WORKER) else {
+    let Some(marker) = marker_value() else {
         return;
     };
-    let code = match serve(&parent.to_string_lossy()) {
+    let code = match serve(&marker) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("pardo worker {}: {e}", std::process::id());
@@ -103,13 +124,16 @@ pub fn worker_hook() {
 
 /// True in a process that was started as a worker and has not (yet) called [`worker_hook`].
 pub(crate) fn started_as_worker() -> bool {
-    std::env::var_os(ENV_WORKER).is_some()
+    marker_value().is_some()
 }
 
-fn serve(parent: &str) -> io::Result<()> {
-    let parent: libc::pid_t = parent
-        .parse()
-        .map_err(|_| io::Error::other(format!("{ENV_WORKER}={parent:?} is not a pid")))?;
+fn serve(marker: &str) -> io::Result<()> {
+    let bad = || io::Error::other(format!("{MARKER}{marker} is not <pid>[:<bytes>]"));
+    let (parent, limit) = match marker.split_once(':') {
+        Some((pid, bytes)) => (pid, Some(bytes.parse::<u64>().map_err(|_| bad())?)),
+        None => (marker, None),
+    };
+    let parent: libc::pid_t = parent.parse().map_err(|_| bad())?;
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; getppid cannot fail.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
@@ -118,11 +142,7 @@ fn serve(parent: &str) -> io::Result<()> {
             return Ok(());
         }
     }
-    if let Some(limit) = std::env::var_os(ENV_MEMORY) {
-        let bytes: u64 = limit
-            .to_string_lossy()
-            .parse()
-            .map_err(|_| io::Error::other(format!("{ENV_MEMORY}={limit:?} is not a byte count")))?;
+    if let Some(bytes) = limit {
         let lim = libc::rlimit {
             rlim_cur: bytes,
             rlim_max: bytes,
@@ -132,9 +152,6 @@ fn serve(parent: &str) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    // The hook runs first in main, so no other thread can use std::env concurrently.
-    std::env::remove_var(ENV_WORKER);
-    std::env::remove_var(ENV_MEMORY);
     let (mut from_pool, mut to_pool) = take_protocol_fds()?;
 
     let mut buf = Vec::new();
