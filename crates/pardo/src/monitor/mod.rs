@@ -5,6 +5,7 @@
 //! thread's CPU clock and one push into the worker's own buffer (an uncontended lock that only a
 //! report-taking reader ever competes for).
 
+#[cfg(feature = "export")]
 pub mod export;
 mod findings;
 pub mod record;
