@@ -225,7 +225,7 @@ fn capacity_ns(steps: &CapacitySteps, from: u64, to: u64) -> u128 {
 
 /// What a run did, in numbers, with findings a person can act on.
 ///
-/// Definitions (DESIGN.md): wall = first submission to last finish; utilisation = busy /
+/// Definitions: wall = first submission to last finish; utilisation = busy /
 /// (workers × wall); speedup = Σ task wall / run wall; efficiency = speedup / workers;
 /// CPU ratio = Σ CPU / Σ task wall (≈1 CPU-bound, ≈0 I/O-bound).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
