@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pardo::compare::{compare, Workload as CompareWorkload};
 use pardo::monitor::{available_cores, format_duration};
 use pardo::{Report, ShutdownMode, ThreadPool};
+use pardo_demo::compare::{compare, Workload as CompareWorkload};
 
 /// One workload of the demo: a name and the task to run `tasks` times.
 struct Workload {
@@ -18,11 +18,11 @@ const HASH_BYTES: usize = 4 << 20;
 const WAIT: Duration = Duration::from_millis(20);
 
 fn hash_task(i: u64) {
-    std::hint::black_box(pardo::workloads::hash_block(i, HASH_BYTES));
+    std::hint::black_box(pardo_demo::workloads::hash_block(i, HASH_BYTES));
 }
 
 fn wait_task(_: u64) {
-    pardo::workloads::wait_for(WAIT);
+    pardo_demo::workloads::wait_for(WAIT);
 }
 
 /// Runs `w` on a fresh thread pool of `workers` and returns the pool's report.

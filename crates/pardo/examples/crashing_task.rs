@@ -2,7 +2,7 @@
 //! reports that task as `WorkerDied`, starts a replacement worker and finishes all the others.
 //! (Python's `ProcessPoolExecutor` would mark the whole pool broken here.)
 //!
-//! Run: `cargo run --example crashing_task`
+//! Run: `cargo run -p pardo --example crashing_task`
 
 use pardo::{ProcessPool, ShutdownMode, TaskError};
 

@@ -2,7 +2,7 @@
 //! its file with the `csv` crate and returns the file's row count and total; the parent adds
 //! them up and checks the grand total against what it generated.
 //!
-//! Run: `cargo run --example csv_folder`
+//! Run: `cargo run -p pardo --example csv_folder`
 
 use std::path::PathBuf;
 

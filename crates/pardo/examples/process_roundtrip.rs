@@ -2,7 +2,7 @@
 //! pool and prints µs per task. Used by `bench/python/process_pool_roundtrip.py` to compare
 //! with Python's ProcessPoolExecutor in one run.
 //!
-//! Run: `cargo run --release --example process_roundtrip -- 20000`
+//! Run: `cargo run --release -p pardo --example process_roundtrip -- 20000`
 
 use std::time::Instant;
 

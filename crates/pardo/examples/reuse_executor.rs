@@ -14,11 +14,16 @@ fn word_counts(pool: &ThreadPool, texts: Vec<String>) -> Result<Vec<usize>, pard
 /// describe it afterwards).
 fn checksums(pool: &ThreadPool, blocks: u64) -> Result<u64, pardo::TaskError> {
     let handles: Vec<_> = (0..blocks)
-        .map(|b| pool.submit(move || pardo::workloads::hash_block(b, 64 << 10)))
+        .map(|b| pool.submit(move || block_digest(b)))
         .collect();
     handles
         .into_iter()
         .try_fold(0u64, |acc, h| h.wait().map(|d| acc ^ d))
+}
+
+/// A block of generated data, folded into one number: a little CPU work per block.
+fn block_digest(block: u64) -> u64 {
+    (0..64u64 << 10).fold(block, |h, i| (h ^ i).rotate_left(7).wrapping_mul(31))
 }
 
 fn describe(ex: &impl Executor) -> String {
@@ -43,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(counts, [3, 2, 1]);
     println!("word counts: {counts:?}   [{}]", describe(&pool));
     let digest = checksums(&pool, 32)?;
+    assert_eq!(digest, (0..32).map(block_digest).fold(0, |acc, d| acc ^ d));
     println!(
         "checksum of 32 blocks: {digest:016x}   [{}]",
         describe(&pool)

@@ -2,19 +2,33 @@
 //!
 //! Run: `cargo run --release -p pardo --example timed_tasks`
 
+use std::hash::{DefaultHasher, Hasher};
+
 use pardo::monitor::format_duration;
 use pardo::{ShutdownMode, ThreadPool};
+
+/// The work per task: hashes `bytes` bytes of counter data, so its CPU time grows with `bytes`.
+fn digest(bytes: usize) -> u64 {
+    let mut h = DefaultHasher::new();
+    for word in 0..(bytes / 8) as u64 {
+        h.write_u64(word);
+    }
+    h.finish()
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = ThreadPool::builder().workers(2).build()?;
     // Blocks of growing size, so the timings differ visibly.
     let sizes: Vec<usize> = (1..=8).map(|i| i * (512 << 10)).collect();
     let digests: Vec<u64> = pool
-        .map(sizes.clone(), |bytes| {
-            pardo::workloads::hash_block(bytes as u64, bytes)
-        })
+        .map(sizes.clone(), digest)
         .chunk_size(1)
         .collect::<Result<_, _>>()?;
+    let expected: Vec<u64> = sizes.iter().copied().map(digest).collect();
+    assert_eq!(
+        digests, expected,
+        "every task's digest is the serial one, in order"
+    );
     let records = pool.recorder().records();
     let report = pool.shutdown(ShutdownMode::Wait);
 

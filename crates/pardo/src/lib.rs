@@ -35,16 +35,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod command;
-pub mod compare;
 mod executor;
 mod handle;
-pub mod loopback;
 pub mod monitor;
 mod pool;
 mod sync;
 mod task;
 pub mod tune;
-pub mod workloads;
 
 /// Items the [`task_fn!`] macro expands to; not part of the API.
 #[doc(hidden)]
@@ -56,6 +53,7 @@ pub mod __private {
 pub use executor::{Executor, ShutdownMode};
 pub use handle::{as_completed, AsCompleted, Handle};
 pub use monitor::{Finding, Report};
+#[cfg(feature = "async")]
 pub use pool::aio::{pool_stream, AsyncPool, AsyncPoolBuilder, IterStream, MapStream};
 pub use pool::map::{Map, MapUnordered};
 pub use pool::processes::{worker_hook, ProcessPool, ProcessPoolBuilder, ProcessStats};
@@ -63,3 +61,18 @@ pub use pool::task_fn::{RunTask, TaskFn};
 pub use pool::threads::{Scope, ThreadPool, ThreadPoolBuilder};
 pub use pool::PoolError;
 pub use task::{Outcome, TaskError, TaskId};
+
+#[cfg(test)]
+mod tests {
+    /// The demo's task functions live in `pardo-demo`: a program that links only the library
+    /// must not carry them in its registry (they used to show up in users' compile errors).
+    #[test]
+    fn the_library_registers_no_demo_task_functions() {
+        let demo: Vec<String> = inventory::iter::<crate::pool::processes::Registered>
+            .into_iter()
+            .map(|r| format!("{r:?}"))
+            .filter(|r| r.contains("HashBlock") || r.contains("Fetch"))
+            .collect();
+        assert!(demo.is_empty(), "registered by the library: {demo:?}");
+    }
+}

@@ -11,6 +11,7 @@
 //! writes records out. Nothing here knows about executors or concurrency control.
 
 mod classify;
+#[cfg(feature = "export")]
 pub mod export;
 mod findings;
 mod fold;

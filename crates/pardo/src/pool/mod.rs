@@ -1,5 +1,6 @@
 //! Executors, one file per kind. See `README.md` in this folder for the thread pool's protocol.
 
+#[cfg(feature = "async")]
 pub mod aio;
 pub mod map;
 pub mod processes;

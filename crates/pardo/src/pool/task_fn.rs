@@ -77,16 +77,16 @@ macro_rules! task_fn {
 /// executors by changing the one line that builds the pool.
 ///
 /// ```
-/// use pardo::{RunTask, ShutdownMode, ThreadPool, ProcessPool, AsyncPool};
+/// use pardo::{RunTask, ShutdownMode, ThreadPool, ProcessPool};
 ///
 /// pardo::task_fn! {
-///     /// Hashes a 64 KiB block: pure CPU work.
-///     pub HashBlock(seed: u64) -> u64 { pardo::workloads::hash_block(seed, 64 << 10) }
+///     /// Mixes 64 Ki numbers into one: pure CPU work.
+///     pub Mix(seed: u64) -> u64 { (0..64u64 << 10).fold(seed, |h, i| h.rotate_left(5) ^ i) }
 /// }
 ///
 /// /// The workload, written once against any executor.
 /// fn checksum(pool: &impl RunTask) -> u64 {
-///     pool.map_task(0..32u64, HashBlock).map(|r| r.unwrap()).fold(0, u64::wrapping_add)
+///     pool.map_task(0..32u64, Mix).map(|r| r.unwrap()).fold(0, u64::wrapping_add)
 /// }
 ///
 /// fn main() -> Result<(), pardo::PoolError> {
@@ -94,7 +94,7 @@ macro_rules! task_fn {
 ///
 ///     let pool = ThreadPool::builder().workers(2).build()?; // ← the one line to change:
 ///     // let pool = ProcessPool::builder().workers(2).build()?;
-///     // let pool = AsyncPool::builder().workers(2).build()?;
+///     // let pool = pardo::AsyncPool::builder().workers(2).build()?;
 ///     let on_threads = checksum(&pool);
 ///
 ///     let processes = ProcessPool::builder().workers(2).build()?;
@@ -102,8 +102,11 @@ macro_rules! task_fn {
 ///     let report = processes.shutdown(ShutdownMode::Wait);
 ///     assert_eq!(report.items, 32);
 ///
-///     let tasks = AsyncPool::builder().workers(2).build()?;
+/// #   #[cfg(feature = "async")] // the async pool is behind the default-on `async` feature
+/// #   {
+///     let tasks = pardo::AsyncPool::builder().workers(2).build()?;
 ///     assert_eq!(checksum(&tasks), on_threads);
+/// #   }
 ///     Ok(())
 /// }
 /// ```

@@ -4,19 +4,19 @@
 //!
 //! Every number in the table comes from the pools' own records; nothing is computed outside
 //! the [`Report`]. The process pool runs in re-executed copies of the current binary, so the
-//! calling program needs [`worker_hook`](crate::worker_hook) first in `main`.
+//! calling program needs [`worker_hook`](pardo::worker_hook) first in `main`.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::loopback::{self, Fetch, LoopbackServer};
-use crate::monitor::format_duration;
-use crate::{
+use pardo::monitor::format_duration;
+use pardo::{
     pool_stream, AsyncPool, PoolError, ProcessPool, Report, RunTask, ShutdownMode, TaskError,
     ThreadPool,
 };
 
-crate::task_fn! {
+pardo::task_fn! {
     /// [`workloads::hash_block`](crate::workloads::hash_block) of `(seed, bytes)`: the CPU-bound
     /// workload.
     pub HashBlock((seed, bytes): (u64, u64)) -> u64 {
@@ -79,6 +79,12 @@ pub enum CompareError {
     /// The loopback server or a request failed.
     #[error("loopback HTTP: {0}")]
     Http(String),
+    /// An executor computed a different answer from the thread pool's.
+    #[error("{executor} computed a different answer from the thread pool")]
+    Mismatch {
+        /// The executor whose results differ.
+        executor: &'static str,
+    },
 }
 
 /// One executor's run.
@@ -103,7 +109,7 @@ pub struct Comparison {
 
 /// Runs `workload` on a thread pool, a process pool and an async pool, one after another.
 pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
-    let rows = match workload {
+    let (concurrency, reports) = match workload {
         Workload::Cpu {
             tasks,
             bytes,
@@ -116,26 +122,14 @@ pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
                 .workers(workers)
                 .max_in_flight(workers)
                 .build()?;
-            vec![
-                Row {
-                    executor: "thread_pool",
-                    concurrency: workers,
-                    report: drain(&threads, inputs(), HashBlock)
-                        .map(|()| threads.shutdown(ShutdownMode::Wait))?,
-                },
-                Row {
-                    executor: "process_pool",
-                    concurrency: workers,
-                    report: drain(&processes, inputs(), HashBlock)
-                        .map(|()| processes.shutdown(ShutdownMode::Wait))?,
-                },
-                Row {
-                    executor: "async_pool",
-                    concurrency: workers,
-                    report: drain(&tasks_pool, inputs(), HashBlock)
-                        .map(|()| tasks_pool.shutdown(ShutdownMode::Wait))?,
-                },
-            ]
+            // The thread pool's digests are the reference the other two must reproduce.
+            let expected = digests(&threads, inputs())?;
+            let thread_report = threads.shutdown(ShutdownMode::Wait);
+            same_digests("process_pool", &processes, inputs(), &expected)?;
+            let process_report = processes.shutdown(ShutdownMode::Wait);
+            same_digests("async_pool", &tasks_pool, inputs(), &expected)?;
+            let async_report = tasks_pool.shutdown(ShutdownMode::Wait);
+            (workers, [thread_report, process_report, async_report])
         }
         Workload::Http {
             requests,
@@ -161,53 +155,73 @@ pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
                 let mut results =
                     tasks_pool.map(pool_stream(0..requests), move |_| loopback::get(addr));
                 while let Some(r) = results.next().await {
-                    r?.map_err(|e| CompareError::Http(e.to_string()))?;
+                    let len = r?.map_err(|e| CompareError::Http(e.to_string()))?;
+                    check_body(len)?;
                 }
                 Ok::<(), CompareError>(())
             });
             let async_report = fetched.map(|()| tasks_pool.shutdown(ShutdownMode::Wait))?;
-            vec![
-                Row {
-                    executor: "thread_pool",
-                    concurrency,
-                    report: thread_report,
-                },
-                Row {
-                    executor: "process_pool",
-                    concurrency,
-                    report: process_report,
-                },
-                Row {
-                    executor: "async_pool",
-                    concurrency,
-                    report: async_report,
-                },
-            ]
+            (concurrency, [thread_report, process_report, async_report])
         }
     };
+    let rows = ["thread_pool", "process_pool", "async_pool"]
+        .into_iter()
+        .zip(reports)
+        .map(|(executor, report)| Row {
+            executor,
+            concurrency,
+            report,
+        })
+        .collect();
     Ok(Comparison {
         workload: workload.name(),
         rows,
     })
 }
 
-/// Maps `inputs` through `f` on `pool`, one input per task, and checks every result.
-fn drain<P: RunTask>(
+/// Hashes the inputs on `pool` and fails unless it computes `expected`.
+fn same_digests<P: RunTask>(
+    executor: &'static str,
     pool: &P,
     inputs: impl Iterator<Item = (u64, u64)>,
-    f: HashBlock,
+    expected: &[u64],
 ) -> Result<(), CompareError> {
-    for r in pool.map_task(inputs, f).chunk_size(1) {
-        r?;
+    if digests(pool, inputs)? == expected {
+        Ok(())
+    } else {
+        Err(CompareError::Mismatch { executor })
+    }
+}
+
+/// Hashes every input on `pool`, one input per task, and returns the digests in input order.
+fn digests<P: RunTask>(
+    pool: &P,
+    inputs: impl Iterator<Item = (u64, u64)>,
+) -> Result<Vec<u64>, CompareError> {
+    Ok(pool
+        .map_task(inputs, HashBlock)
+        .chunk_size(1)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Fetches every URL on `pool`, one per task, and checks every body.
+fn fetch_all<P: RunTask>(pool: &P, urls: impl Iterator<Item = String>) -> Result<(), CompareError> {
+    for r in pool.map_task(urls, Fetch).chunk_size(1) {
+        check_body(r?.map_err(CompareError::Http)?)?;
     }
     Ok(())
 }
 
-fn fetch_all<P: RunTask>(pool: &P, urls: impl Iterator<Item = String>) -> Result<(), CompareError> {
-    for r in pool.map_task(urls, Fetch).chunk_size(1) {
-        r?.map_err(CompareError::Http)?;
+/// A response must carry the server's whole body.
+fn check_body(len: usize) -> Result<(), CompareError> {
+    if len == loopback::BODY.len() {
+        Ok(())
+    } else {
+        Err(CompareError::Http(format!(
+            "a body of {len} bytes, expected {}",
+            loopback::BODY.len()
+        )))
     }
-    Ok(())
 }
 
 impl Comparison {

@@ -5,12 +5,12 @@
 //!
 //! A plain `main` rather than criterion: one run of 10,000 requests is the measurement, and
 //! repeating it dozens of times would leave ~10^5 sockets in TIME_WAIT.
-//! Run: `cargo bench -p pardo --bench async_pool`
+//! Run: `cargo bench -p pardo-demo --bench async_pool`
 
 use std::time::{Duration, Instant};
 
-use pardo::loopback::{get, LoopbackServer};
 use pardo::{pool_stream, AsyncPool, ShutdownMode};
+use pardo_demo::loopback::{get, LoopbackServer};
 
 const TASKS: u64 = 10_000;
 const IN_FLIGHT: usize = 256;

@@ -7,9 +7,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! let server = pardo::loopback::LoopbackServer::start(Duration::from_millis(1)).unwrap();
-//! let bytes = pardo::loopback::get_blocking(&server.addr().to_string()).unwrap();
-//! assert_eq!(bytes, pardo::loopback::BODY.len());
+//! let server = pardo_demo::loopback::LoopbackServer::start(Duration::from_millis(1)).unwrap();
+//! let bytes = pardo_demo::loopback::get_blocking(&server.addr().to_string()).unwrap();
+//! assert_eq!(bytes, pardo_demo::loopback::BODY.len());
 //! ```
 
 use std::io::{self, Read, Write};
@@ -128,7 +128,7 @@ pub async fn get(addr: SocketAddr) -> io::Result<usize> {
     Ok(body.to_bytes().len())
 }
 
-crate::task_fn! {
+pardo::task_fn! {
     /// Fetches `GET /` from a loopback address with [`get_blocking`]; the body's length, or the
     /// I/O error as text (task results must be serializable).
     pub Fetch(addr: String) -> Result<usize, String> {

@@ -8,9 +8,9 @@ use std::time::Duration;
 /// work proportional to `bytes`, with a result that depends on every byte.
 ///
 /// ```
-/// let a = pardo::workloads::hash_block(1, 4096);
-/// assert_eq!(a, pardo::workloads::hash_block(1, 4096));
-/// assert_ne!(a, pardo::workloads::hash_block(2, 4096));
+/// let a = pardo_demo::workloads::hash_block(1, 4096);
+/// assert_eq!(a, pardo_demo::workloads::hash_block(1, 4096));
+/// assert_ne!(a, pardo_demo::workloads::hash_block(2, 4096));
 /// ```
 pub fn hash_block(seed: u64, bytes: usize) -> u64 {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
@@ -32,7 +32,7 @@ pub fn hash_block(seed: u64, bytes: usize) -> u64 {
 /// Waits `d` without using the CPU: stands in for a network or disk round trip.
 ///
 /// ```
-/// pardo::workloads::wait_for(std::time::Duration::from_millis(1));
+/// pardo_demo::workloads::wait_for(std::time::Duration::from_millis(1));
 /// ```
 pub fn wait_for(d: Duration) {
     std::thread::sleep(d);

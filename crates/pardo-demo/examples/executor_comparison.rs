@@ -2,12 +2,12 @@
 //! against a server this example starts on 127.0.0.1) on a thread pool, a process pool and an
 //! async pool, with one table of what pardo measured for each.
 //!
-//! Run: `cargo run --release --example executor_comparison`
+//! Run: `cargo run --release -p pardo-demo --example executor_comparison`
 
 use std::time::Duration;
 
-use pardo::compare::{compare, Workload};
 use pardo::monitor::available_cores;
+use pardo_demo::compare::{compare, Workload};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     pardo::worker_hook(); // the process pool's workers are this binary: they take over here
