@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pardo::tune::controller::{
-    ControlSample, Controller, ControllerConfig, Decision, Mode, Reason,
+    timeline, ControlSample, Controller, ControllerConfig, Decision, Mode, Reason,
 };
 use pardo::tune::sim::{Model, Sim};
 use proptest::prelude::*;
@@ -128,9 +128,9 @@ fn latency_bound_work_climbs_to_the_server_capacity() {
     let mut c = Controller::new(ControllerConfig::new(CORES, 256));
     let run = drive(&mut c, &mut sim, 600);
     let t = trace(&run);
-    // Tasks barely use the CPU: the first measured window jumps far above the cores.
+    // Tasks barely use the CPU: the first completions make it jump far above the cores.
     assert!(
-        matches!(run[4].decision.reason, Reason::JumpForWaiting { .. }),
+        matches!(run[0].decision.reason, Reason::JumpForWaiting { .. }),
         "{t}"
     );
     // Within 10 s (about 7,000 completions) it holds between the capacity and 20 % above.
@@ -185,7 +185,7 @@ fn latency_mode_backs_off_on_errors() {
 
 #[test]
 fn latency_mode_copes_with_noise() {
-    for seed in [11, 12, 13] {
+    for seed in [11, 12, 13, 14, 15, 16, 17] {
         let mut sim = Sim::new(server(), CORES);
         sim.noise = 0.3;
         sim.seed(seed);
@@ -225,17 +225,70 @@ fn phase_change_from_waiting_to_cpu_comes_down_to_the_cores() {
 
 #[test]
 fn noisy_throughput_still_finds_the_capacity() {
-    for seed in [1, 2, 3] {
+    for seed in 1..=8 {
         let mut sim = Sim::new(server(), CORES);
+        // ±30 % on every 100 ms: the controller lengthens its windows until a gain shows.
         sim.noise = 0.3;
         sim.seed(seed);
         let mut c = Controller::new(ControllerConfig::new(CORES, 256));
-        let run = drive(&mut c, &mut sim, 1200);
+        let run = drive(&mut c, &mut sim, 1500);
         let t = trace(&run);
-        let after = &run[200..];
-        let (lo, hi) = (CAPACITY as usize * 4 / 5, CAPACITY as usize * 3 / 2);
+        // Settled within 60 s. On the flat part beyond the capacity, noise this large hides
+        // the difference between 48 and 64, so the band is wider above than below.
+        let after = &run[600..];
+        let (lo, hi) = (CAPACITY as usize * 4 / 5, CAPACITY as usize * 2);
         assert!(share_within(after, lo, hi) >= 0.9, "seed {seed}\n{t}");
-        assert!(throughput_share(&sim, after) >= 0.9, "seed {seed}\n{t}");
+        assert!(throughput_share(&sim, after) >= 0.95, "seed {seed}\n{t}");
+    }
+}
+
+/// Steps until every task of `sim` finished, at a fixed count or under a controller.
+fn steps_to_finish(mut sim: Sim, mut controller: Option<Controller>, fixed: usize) -> usize {
+    let mut target = match controller.as_mut() {
+        Some(c) => c.observe(&sim.first_sample()).target,
+        None => fixed,
+    };
+    for step in 1..=100_000 {
+        let s = sim.step(target);
+        if s.tasks_left == Some(0) {
+            return step;
+        }
+        if let Some(c) = controller.as_mut() {
+            target = c.observe(&s).target;
+        }
+    }
+    panic!("the run never finished");
+}
+
+#[test]
+fn automatic_is_within_ten_percent_of_the_best_fixed_count() {
+    // The benchmark shapes: 200 and 2,000 sleeps of 50 ms on 2 cores, and CPU-bound work.
+    let cases = [
+        (Model::server(Duration::from_millis(50), 100_000), 200),
+        (Model::server(Duration::from_millis(50), 100_000), 2000),
+        (Model::cpu(Duration::from_millis(20)), 500),
+    ];
+    for (model, tasks) in cases {
+        let new_sim = || {
+            let mut sim = Sim::new(model.clone(), 2);
+            sim.tasks = Some(tasks);
+            sim
+        };
+        let best_fixed = [1, 2, 4, 8, 16, 32, 64]
+            .into_iter()
+            .map(|j| steps_to_finish(new_sim(), None, j))
+            .min()
+            .unwrap_or(usize::MAX);
+        let auto = steps_to_finish(
+            new_sim(),
+            Some(Controller::new(ControllerConfig::new(2, 256))),
+            0,
+        );
+        // Steps are 100 ms, so one step of rounding is allowed on top of the 10 %.
+        assert!(
+            auto as f64 <= best_fixed as f64 * 1.1 + 1.0,
+            "{model:?} × {tasks}: automatic {auto} steps, best fixed {best_fixed}"
+        );
     }
 }
 
@@ -424,4 +477,19 @@ proptest! {
             prop_assert!((lo..=hi).contains(&h.to));
         }
     }
+}
+
+#[test]
+fn the_timeline_line_leaves_out_probes() {
+    let mut sim = Sim::new(server(), CORES);
+    let mut c = Controller::new(ControllerConfig::new(CORES, 256));
+    let run = drive(&mut c, &mut sim, 600);
+    let end = run.last().map_or(Duration::ZERO, |s| s.sample.elapsed);
+    let line = timeline(c.history(), end, Duration::from_secs(1));
+    println!("{line}");
+    assert!(line.starts_with("j: 4 → 256 → "), "{line}");
+    let last = c.target().to_string();
+    assert!(line.contains(&format!("→ {last} (")), "{line}");
+    // Probes last one window (0.5 s) and are not in the line.
+    assert!(!line.contains("→ 52 "), "{line}");
 }

@@ -109,6 +109,9 @@ pub struct ControllerConfig {
     /// Longest measurement window: judged then even with few completions, so a collapse of
     /// throughput is noticed.
     pub max_window: Duration,
+    /// Completions after which the first CPU-demand reading may jump the count, before a full
+    /// window.
+    pub jump_completions: u64,
     /// Smallest relative throughput gain that counts, whatever the measured noise.
     pub min_gain: f64,
     /// Steady windows after which the throughput mode probes around its count again.
@@ -131,6 +134,7 @@ impl ControllerConfig {
             window_completions: 16,
             min_window: Duration::from_millis(500),
             max_window: Duration::from_secs(10),
+            jump_completions: 4,
             min_gain: 0.05,
             probe_every: 30,
             backoff_interval: Duration::from_secs(1),
@@ -299,6 +303,42 @@ pub struct Change {
     pub reason: Reason,
 }
 
+/// The concurrency over time in one short line, for `--stats`: the counts held for at least
+/// `min_hold` (brief probes left out), the first and the last, and why the last was chosen.
+///
+/// ```
+/// use std::time::Duration;
+/// use pardo::tune::controller::{timeline, ControlSample, Controller, ControllerConfig};
+///
+/// let mut c = Controller::new(ControllerConfig::new(2, 64));
+/// c.observe(&ControlSample::default());
+/// let mut s = ControlSample::default();
+/// s.elapsed = Duration::from_secs(1);
+/// s.tasks_left = Some(1);
+/// c.observe(&s);
+/// let line = timeline(c.history(), Duration::from_secs(2), Duration::from_millis(500));
+/// assert_eq!(line, "j: 2 → 1 (only 1 tasks left)");
+/// ```
+pub fn timeline(history: &[Change], end: Duration, min_hold: Duration) -> String {
+    let end_ns = nanos(end);
+    let min_ns = nanos(min_hold);
+    let mut kept: Vec<&Change> = Vec::new();
+    for (i, c) in history.iter().enumerate() {
+        let until = history.get(i + 1).map_or(end_ns, |n| n.at_ns);
+        let ends = i == 0 || i + 1 == history.len();
+        if (until.saturating_sub(c.at_ns) >= min_ns || ends)
+            && kept.last().is_none_or(|k| k.to != c.to)
+        {
+            kept.push(c);
+        }
+    }
+    let counts: Vec<String> = kept.iter().map(|c| c.to.to_string()).collect();
+    match kept.last() {
+        Some(last) => format!("j: {} ({})", counts.join(" → "), last.reason),
+        None => String::from("j: not started"),
+    }
+}
+
 /// Start of a measurement window: the cumulative counters at that sample.
 #[derive(Clone, Copy, Debug)]
 struct Mark {
@@ -326,6 +366,8 @@ impl Mark {
 /// What one closed window measured.
 #[derive(Clone, Copy, Debug)]
 struct Window {
+    /// How long it lasted, in seconds.
+    secs: f64,
     /// Completions per second.
     throughput: f64,
     /// (CPU + wait for a core) / wall of the tasks that finished in it.
@@ -382,7 +424,8 @@ pub struct Controller {
     mark: Option<Mark>,
     settle_until: Duration,
     phase: Phase,
-    /// EWMA of the relative difference between consecutive windows at one count.
+    /// EWMA of the relative difference between consecutive windows at one count, scaled to a
+    /// one-second window (noise shrinks with the square root of the window's length).
     noise: Option<f64>,
     last_backoff: Option<Duration>,
     /// Memory available before the run's tasks took any, and what each one seems to take.
@@ -453,8 +496,23 @@ impl Controller {
     pub fn threshold(&self) -> f64 {
         // A difference of two noisy windows spreads about 2.5× the mean relative difference
         // between consecutive windows before it means anything.
-        let from_noise = self.noise.map_or(0.0, |n| 2.5 * n);
+        let from_noise = self
+            .noise
+            .map_or(0.0, |n| 2.5 * n / self.window_len().as_secs_f64().sqrt());
         from_noise.max(self.cfg.min_gain).min(0.5)
+    }
+
+    /// How long a throughput window lasts: long enough that its noise lets a gain of about
+    /// 1.5 × `min_gain` show, within `min_window` and half of `max_window`.
+    pub fn window_len(&self) -> Duration {
+        let shortest = self.cfg.min_window.as_secs_f64();
+        let longest = (self.cfg.max_window.as_secs_f64() / 2.0).max(shortest);
+        let wanted = match self.noise {
+            // 2.5 × noise ≤ 1.5 × min_gain
+            Some(n) if self.cfg.min_gain > 0.0 => (n * 2.5 / (1.5 * self.cfg.min_gain)).powi(2),
+            _ => shortest,
+        };
+        Duration::from_secs_f64(wanted.clamp(shortest, longest))
     }
 
     /// Takes one sample and returns the target to run at.
@@ -492,6 +550,9 @@ impl Controller {
             self.mark = Some(Mark::of(&s));
             return self.hold(Reason::Hold);
         }
+        if let Some(d) = self.early_jump(&s) {
+            return d;
+        }
         let Some(w) = self.close_window(&s) else {
             return self.hold(Reason::Hold);
         };
@@ -500,6 +561,23 @@ impl Controller {
             Mode::Latency => self.latency_step(&s, &w),
         };
         self.apply(&s, to, reason, w.latency)
+    }
+
+    /// At a fresh start, a few completions already tell the CPU demand: a short run of waiting
+    /// tasks cannot afford a whole throughput window at the core count.
+    fn early_jump(&mut self, s: &ControlSample) -> Option<Decision> {
+        if self.cfg.mode != Mode::Throughput {
+            return None;
+        }
+        let (Phase::Measure { windows: 0, .. }, Some(m)) = (self.phase, self.mark) else {
+            return None;
+        };
+        if s.completions.saturating_sub(m.done) < self.cfg.jump_completions {
+            return None;
+        }
+        let w = measure(&m, s)?;
+        let (to, reason) = self.jump(s, &w)?;
+        Some(self.apply(s, to, reason, w.latency))
     }
 
     /// Clamps nonsense: time never runs backwards, fractions stay in range.
@@ -628,33 +706,12 @@ impl Controller {
         };
         let span = s.elapsed.saturating_sub(m.at);
         let done = s.completions.saturating_sub(m.done);
-        let full = done >= self.cfg.window_completions && span >= self.cfg.min_window;
+        let full = done >= self.cfg.window_completions && span >= self.window_len();
         if !full && span < self.cfg.max_window {
             return None;
         }
         self.mark = Some(Mark::of(s));
-        let secs = span.as_secs_f64();
-        if secs <= 0.0 {
-            return None;
-        }
-        let wall = s.task_wall.saturating_sub(m.wall).as_secs_f64();
-        let cpu = s.task_cpu.saturating_sub(m.cpu).as_secs_f64();
-        let wait = match (s.task_cpu_wait, m.wait) {
-            (Some(now), Some(then)) => now.saturating_sub(then).as_secs_f64(),
-            (Some(now), None) => now.as_secs_f64(),
-            _ => 0.0,
-        };
-        let demand = (wall > 0.0 && done > 0).then(|| (cpu + wait) / wall);
-        // The whole window's mean is steadier than the last sample's.
-        let latency = (done > 0 && wall > 0.0)
-            .then(|| wall / done as f64)
-            .or_else(|| s.mean_latency.map(|l| l.as_secs_f64()));
-        Some(Window {
-            throughput: done as f64 / secs,
-            demand,
-            latency,
-            errors: s.errors.saturating_sub(m.errors),
-        })
+        measure(&m, s)
     }
 
     fn hold(&self, reason: Reason) -> Decision {
@@ -785,12 +842,12 @@ impl Controller {
         (trial.max(self.cfg.min), Reason::Probe)
     }
 
-    fn note_noise(&mut self, a: f64, b: f64) {
+    fn note_noise(&mut self, a: f64, b: f64, secs: f64) {
         let mean = (a + b) / 2.0;
-        if mean <= 0.0 {
+        if mean <= 0.0 || secs <= 0.0 {
             return;
         }
-        let d = (a - b).abs() / mean;
+        let d = (a - b).abs() / mean * secs.sqrt();
         self.noise = Some(self.noise.map_or(d, |n| 0.7 * n + 0.3 * d));
     }
 
@@ -830,7 +887,7 @@ impl Controller {
                         (self.target, Reason::Hold)
                     }
                     (_, Some(p)) => {
-                        self.note_noise(p, x);
+                        self.note_noise(p, x, w.secs);
                         let base = self.target;
                         self.explore_from(s, base, (p + x) / 2.0, (base / 2).max(1), false)
                     }
@@ -851,8 +908,9 @@ impl Controller {
                 let accepted = if up {
                     x > base_x * (1.0 + th) || (base_x <= 0.0 && x > 0.0)
                 } else {
-                    // Fewer workers win a tie, but never lose more than the noise overall.
-                    x >= peak_x * (1.0 - th)
+                    // Fewer workers win a tie, but only a clear one: a loss well inside the
+                    // noise, counted from the best seen, so small losses cannot add up.
+                    x >= peak_x * (1.0 - th / 2.0)
                 };
                 if accepted {
                     let peak_x = peak_x.max(x);
@@ -973,7 +1031,7 @@ impl Controller {
                     };
                     return (self.target, Reason::Hold);
                 }
-                self.note_noise(reference, x);
+                self.note_noise(reference, x, w.secs);
                 let reference = 0.8 * reference + 0.2 * x;
                 if windows + 1 >= self.cfg.probe_every {
                     let base = self.target;
@@ -1050,6 +1108,34 @@ impl Controller {
         }
         (n, Reason::Hold)
     }
+}
+
+/// What happened between mark `m` and sample `s`; `None` when no time passed.
+fn measure(m: &Mark, s: &ControlSample) -> Option<Window> {
+    let secs = s.elapsed.saturating_sub(m.at).as_secs_f64();
+    if secs <= 0.0 {
+        return None;
+    }
+    let done = s.completions.saturating_sub(m.done);
+    let wall = s.task_wall.saturating_sub(m.wall).as_secs_f64();
+    let cpu = s.task_cpu.saturating_sub(m.cpu).as_secs_f64();
+    let wait = match (s.task_cpu_wait, m.wait) {
+        (Some(now), Some(then)) => now.saturating_sub(then).as_secs_f64(),
+        (Some(now), None) => now.as_secs_f64(),
+        _ => 0.0,
+    };
+    let demand = (wall > 0.0 && done > 0).then(|| (cpu + wait) / wall);
+    // The whole window's mean is steadier than the last sample's.
+    let latency = (done > 0 && wall > 0.0)
+        .then(|| wall / done as f64)
+        .or_else(|| s.mean_latency.map(|l| l.as_secs_f64()));
+    Some(Window {
+        secs,
+        throughput: done as f64 / secs,
+        demand,
+        latency,
+        errors: s.errors.saturating_sub(m.errors),
+    })
 }
 
 /// `x` relative to `reference` (0.1 = 10 % more); from nothing to something counts as +100 %.
