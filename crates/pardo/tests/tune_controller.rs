@@ -493,3 +493,39 @@ fn the_timeline_line_leaves_out_probes() {
     // Probes last one window (0.5 s) and are not in the line.
     assert!(!line.contains("→ 52 "), "{line}");
 }
+
+/// A sample `ms` into a run where `done` tasks of 50 ms wall and 0.5 ms CPU each finished.
+fn waiting_sample(ms: u64, done: u64, busy: f64, load: f64) -> ControlSample {
+    let mut s = ControlSample::default();
+    s.elapsed = Duration::from_millis(ms);
+    s.completions = done;
+    s.task_wall = Duration::from_millis(50 * done);
+    s.task_cpu = Duration::from_micros(500 * done);
+    s.machine_busy = Some(busy);
+    s.load_avg = Some(load);
+    s
+}
+
+#[test]
+fn a_long_run_queue_beside_idle_cores_does_not_stop_waiting_tasks() {
+    let mut c = Controller::new(ControllerConfig::new(CORES, 256));
+    c.observe(&waiting_sample(0, 0, 0.1, 12.0));
+    let d = c.observe(&waiting_sample(100, 8, 0.1, 12.0));
+    assert!(matches!(d.reason, Reason::JumpForWaiting { .. }), "{d:?}");
+    assert!(d.target > CORES);
+}
+
+#[test]
+fn an_overloaded_run_queue_on_a_busy_machine_cuts_workers_above_the_cores() {
+    let mut c = Controller::new(ControllerConfig::new(CORES, 256));
+    c.observe(&waiting_sample(0, 0, 0.1, 0.0));
+    let jumped = c.observe(&waiting_sample(100, 8, 0.1, 0.0)).target;
+    assert!(jumped > CORES);
+    // The same waiting tasks, but the machine fills up and its queue grows.
+    let d = c.observe(&waiting_sample(200, 16, 1.0, 3.0 * CORES as f64));
+    assert!(matches!(d.reason, Reason::Overloaded { .. }), "{d:?}");
+    assert!(d.target < jumped && d.target >= CORES, "{d:?}");
+    // Before the load can have moved, no second cut.
+    let d = c.observe(&waiting_sample(300, 24, 1.0, 3.0 * CORES as f64));
+    assert!(!d.changed, "{d:?}");
+}

@@ -650,7 +650,12 @@ impl Controller {
         }
     }
 
+    /// Load average per core, when it means a queue for the CPU: a long run queue beside idle
+    /// cores is tasks waiting on disks, and throughput tells whether more workers help then.
     fn load_per_core(&self, s: &ControlSample) -> Option<f64> {
+        if s.machine_busy.is_some_and(|b| b < 0.8) {
+            return None;
+        }
         s.load_avg.map(|l| l / self.cfg.cores as f64)
     }
 

@@ -191,7 +191,7 @@ pub struct Sim {
     pub memory_bytes: u64,
     /// Memory each task in flight takes, in bytes.
     pub memory_per_task_bytes: u64,
-    /// Load average from other work on the machine.
+    /// Load average from other work on the machine; it keeps up to that many cores busy.
     pub other_load: f64,
     /// Whether tasks report the time they waited for a core.
     pub measures_cpu_wait: bool,
@@ -321,7 +321,10 @@ impl Sim {
                 .measures_cpu_wait
                 .then(|| Duration::from_secs_f64(self.cpu_wait)),
             task_wall: Duration::from_secs_f64(self.wall),
-            machine_busy: Some((p.cores_used / cores).clamp(0.0, 1.0)),
+            // Other work that wants the CPU takes cores first.
+            machine_busy: Some(
+                ((p.cores_used + self.other_load.min(cores)) / cores).clamp(0.0, 1.0),
+            ),
             mem_available_bytes: Some(
                 self.memory_bytes
                     .saturating_sub(n.saturating_mul(self.memory_per_task_bytes)),
