@@ -88,3 +88,17 @@ fn two_levels_are_too_few_whatever_the_repeats() {
     let points = [(1.0, 10.0), (1.0, 11.0), (4.0, 30.0), (4.0, 31.0)];
     assert_eq!(fit(&points), Err(UslError::TooFewLevels { distinct: 2 }));
 }
+
+#[test]
+fn contention_and_a_little_coherence_are_told_apart() {
+    // Found by the property test: σ and κ trade off along a narrow valley here, and a search
+    // with fixed steps stopped at σ 0.219, κ 0.000002.
+    let truth = Usl {
+        lambda: 1.0,
+        sigma: 0.214_373_969_402_287,
+        kappa: 8.031_576_645_889_046e-5,
+    };
+    let got = fit(&points(&truth, &[])).unwrap();
+    assert!((got.usl.sigma - truth.sigma).abs() < 1e-3, "{got:?}");
+    assert!((got.usl.kappa - truth.kappa).abs() < 1e-5, "{got:?}");
+}

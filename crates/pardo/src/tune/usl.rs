@@ -224,10 +224,11 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
         }
     }
     let (mut s, mut k, mut e) = best;
+    // A pattern search that lengthens a step that paid and shortens one that did not: σ and κ
+    // trade off along a narrow valley, which fixed steps would crawl along.
     let mut ds = 1.0 / 80.0;
-    // κ moves by a factor, and from zero by a small absolute step.
-    let mut dk = if k > 0.0 { k * 0.5 } else { 1e-8 };
-    for _ in 0..400 {
+    let mut dk = (k * 0.5).max(1e-6);
+    for _ in 0..4000 {
         let mut moved = false;
         for (cs, ck) in [(s + ds, k), (s - ds, k), (s, k + dk), (s, k - dk)] {
             let (cs, ck) = (cs.clamp(0.0, 1.0), ck.max(0.0));
@@ -237,10 +238,13 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
                 moved = true;
             }
         }
-        if !moved {
+        if moved {
+            ds = (ds * 2.0).min(0.25);
+            dk = (dk * 2.0).min(k.max(1e-6));
+        } else {
             ds /= 2.0;
             dk /= 2.0;
-            if ds < 1e-9 && dk < k.max(1e-12) * 1e-9 {
+            if ds < 1e-12 && dk < 1e-15 {
                 break;
             }
         }
