@@ -14,6 +14,8 @@
 //! - [`Mode::Latency`] (the async pool): latency above the no-load latency means requests queue
 //!   on the remote side, so the bound comes down to what the remote side serves without queueing
 //!   (a Vegas-like queue estimate); errors cut the bound multiplicatively (AIMD).
+//!
+//! The states, thresholds and why they are what they are: `src/tune/README.md`.
 
 use std::fmt;
 use std::time::Duration;
@@ -826,7 +828,7 @@ impl Controller {
         } else {
             base.saturating_sub(step)
         };
-        if !up && (base <= self.cfg.min || trial < self.cfg.min) {
+        if !up && base <= self.cfg.min {
             self.phase = Phase::Hold {
                 reference: x,
                 windows: 0,
