@@ -18,11 +18,12 @@ mod fold;
 pub mod record;
 pub mod recorder;
 mod report;
+pub mod sampler;
 
 pub use classify::Workload;
 pub use findings::{CommandLineFinding, Finding};
 pub use fold::Straggler;
-pub use record::{available_cores, RunRecord, Sample, TaskRecord};
+pub use record::{available_cores, ConcurrencyChange, RunRecord, Sample, TaskRecord};
 pub use recorder::{Counters, Meter, RecordSink, Recorder, Retention, WorkerRecorder};
 pub use report::{Percentiles, Report};
 

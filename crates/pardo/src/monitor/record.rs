@@ -171,8 +171,17 @@ impl RunRecord {
     }
 }
 
-/// The live state of a run at one moment, taken about every 100 ms by whoever samples it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// The live state of a run at one moment, taken about every 100 ms while something samples it
+/// (the concurrency controller does; see [`tune::steer`](crate::tune::steer)).
+///
+/// Field by field (also the JSON names): `at_ns` since the run began; `running`, `queued`,
+/// `done` (tasks with a record, any outcome) from the live counters; `target_workers` (the
+/// concurrency asked for) and `live_workers` (the concurrency in effect); `task_cpu_ns`, CPU
+/// used by finished tasks so far; `machine_busy` (0–1, the whole machine's CPU since the
+/// previous sample, from `/proc/stat`), `mem_available_bytes` (`/proc/meminfo`) and `load_avg`
+/// (one minute, `/proc/loadavg`), each `None` where it could not be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Sample {
     /// When, in ns since the run began.
     pub at_ns: u64,
@@ -184,6 +193,36 @@ pub struct Sample {
     pub done: u64,
     /// The concurrency the executor was asked to run at.
     pub target_workers: u64,
+    /// The concurrency in effect (workers alive, or slots open).
+    #[serde(default)]
+    pub live_workers: u64,
+    /// CPU used by finished tasks so far.
+    #[serde(default)]
+    pub task_cpu_ns: u64,
+    /// The machine's CPU busy fraction since the previous sample.
+    #[serde(default)]
+    pub machine_busy: Option<f64>,
+    /// Memory available on the machine.
+    #[serde(default)]
+    pub mem_available_bytes: Option<u64>,
+    /// One-minute load average.
+    #[serde(default)]
+    pub load_avg: Option<f64>,
+}
+
+/// A change of concurrency made while the run went on: by the controller, or by a caller of
+/// `set_workers`. Part of the run's records, so reports can say what was chosen and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConcurrencyChange {
+    /// When, in ns since the run began.
+    pub at_ns: u64,
+    /// Concurrency before.
+    pub from: u64,
+    /// Concurrency after.
+    pub to: u64,
+    /// Why, in a few words ("throughput still rising").
+    pub reason: String,
 }
 
 /// Cores this process may use (the affinity mask and cgroup quota included), at least 1.

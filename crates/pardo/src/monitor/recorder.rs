@@ -15,7 +15,7 @@ use std::time::Instant;
 use crossbeam_utils::CachePadded;
 
 use crate::monitor::fold::Accumulator;
-use crate::monitor::record::{RunRecord, Sample, TaskRecord};
+use crate::monitor::record::{ConcurrencyChange, RunRecord, Sample, TaskRecord};
 use crate::monitor::report::Report;
 use crate::sync::lock;
 use crate::task::{Outcome, TaskId};
@@ -90,6 +90,7 @@ struct Inner {
     workers: RwLock<Vec<Arc<WorkerLog>>>,
     capacity: Mutex<Vec<(u64, usize)>>,
     samples: Mutex<Vec<Sample>>,
+    changes: Mutex<Vec<ConcurrencyChange>>,
     sinks: RwLock<Vec<Arc<dyn RecordSink>>>,
 }
 
@@ -122,6 +123,7 @@ impl Recorder {
                 workers: RwLock::new(Vec::new()),
                 capacity: Mutex::new(vec![(0, workers)]),
                 samples: Mutex::new(Vec::new()),
+                changes: Mutex::new(Vec::new()),
                 sinks: RwLock::new(Vec::new()),
             }),
         }
@@ -211,18 +213,40 @@ impl Recorder {
         c
     }
 
-    /// Takes a [`Sample`] of the live counters now and keeps it in the time series.
-    pub fn sample(&self, target_workers: u64) -> Sample {
+    /// A [`Sample`] of the live counters now, with the concurrency asked for and in effect;
+    /// the caller adds the rest and keeps it with [`Recorder::push_sample`].
+    pub(crate) fn sample_counters(&self, target_workers: u64, live_workers: u64) -> Sample {
         let c = self.counters();
-        let s = Sample {
+        Sample {
             at_ns: self.now_ns(),
             running: c.running,
             queued: c.queued(),
             done: c.done,
             target_workers,
-        };
+            live_workers,
+            ..Sample::default()
+        }
+    }
+
+    /// Keeps a sample in the run's time series.
+    pub(crate) fn push_sample(&self, s: Sample) {
         lock(&self.inner.samples).push(s);
-        s
+    }
+
+    /// Notes a change of concurrency in the run's records.
+    pub(crate) fn note_change(&self, from: u64, to: u64, reason: String) {
+        let at_ns = self.now_ns();
+        lock(&self.inner.changes).push(ConcurrencyChange {
+            at_ns,
+            from,
+            to,
+            reason,
+        });
+    }
+
+    /// The concurrency changes made so far, oldest first.
+    pub fn changes(&self) -> Vec<ConcurrencyChange> {
+        lock(&self.inner.changes).clone()
     }
 
     /// The samples taken so far, oldest first.
@@ -263,7 +287,9 @@ impl Recorder {
             }
         }
         let steps = lock(&self.inner.capacity).clone();
-        Report::from_accumulator(self.run(), &acc, &steps)
+        let mut report = Report::from_accumulator(self.run(), &acc, &steps);
+        report.concurrency = self.changes();
+        report
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::monitor::classify::{classify, Workload};
 use crate::monitor::findings::{findings, Facts, Finding};
 use crate::monitor::fold::{capacity_ns, Accumulator, CapacitySteps, Straggler, STRAGGLER_FACTOR};
-use crate::monitor::record::{RunRecord, TaskRecord};
+use crate::monitor::record::{ConcurrencyChange, RunRecord, TaskRecord};
 use crate::task::Outcome;
 
 /// Duration percentiles, in nanoseconds.
@@ -128,6 +128,9 @@ pub struct Report {
     pub max_rss_bytes: Option<u64>,
     /// Plain sentences with numbers, most important first.
     pub findings: Vec<Finding>,
+    /// How the concurrency changed during the run, and why (empty when it stayed put).
+    #[serde(default)]
+    pub concurrency: Vec<ConcurrencyChange>,
 }
 
 impl Report {
@@ -252,6 +255,7 @@ impl Report {
             stragglers,
             max_rss_bytes: acc.max_rss_bytes,
             findings: Vec::new(),
+            concurrency: Vec::new(),
             run,
         };
         report.findings = findings(&Facts::of(&report));
@@ -318,6 +322,13 @@ impl fmt::Display for Report {
         )?;
         if self.not_ok > 0 {
             write!(f, "\n{} of {} did not succeed", self.not_ok, self.tasks)?;
+        }
+        if let (Some(first), Some(last)) = (self.concurrency.first(), self.concurrency.last()) {
+            write!(f, "\nconcurrency: {}", first.from)?;
+            for c in &self.concurrency {
+                write!(f, " → {}", c.to)?;
+            }
+            write!(f, " ({})", last.reason)?;
         }
         for finding in &self.findings {
             write!(f, "\n- {finding}")?;

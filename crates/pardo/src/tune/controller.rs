@@ -68,6 +68,16 @@ pub struct ControlSample {
     pub mean_latency: Option<Duration>,
 }
 
+impl ControlSample {
+    /// Copies a machine sample's figures (CPU busy, memory available, load) into this one.
+    pub fn with_machine(mut self, m: &crate::monitor::sampler::MachineSample) -> Self {
+        self.machine_busy = m.busy;
+        self.mem_available_bytes = m.mem_available_bytes;
+        self.load_avg = m.load_avg;
+        self
+    }
+}
+
 /// Which signal the controller steers by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

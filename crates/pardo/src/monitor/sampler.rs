@@ -7,7 +7,7 @@
 //! Where a file is missing (not Linux, a locked-down container) the value is `None`.
 //!
 //! ```
-//! use pardo::tune::sampler::{parse_loadavg, parse_mem_available, parse_proc_stat};
+//! use pardo::monitor::sampler::{parse_loadavg, parse_mem_available, parse_proc_stat};
 //!
 //! let before = parse_proc_stat("cpu  100 0 100 800 0 0 0 0 0 0\n").unwrap();
 //! let after = parse_proc_stat("cpu  250 0 150 850 0 0 0 0 0 0\n").unwrap();
@@ -19,8 +19,6 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use super::controller::ControlSample;
 
 /// Cumulative CPU time of the whole machine, in clock ticks, from the `cpu` line of
 /// `/proc/stat`.
@@ -116,7 +114,7 @@ pub fn parse_loadavg(text: &str) -> Option<LoadAvg> {
 /// cores.
 ///
 /// ```
-/// use pardo::tune::sampler::parse_cpu_max;
+/// use pardo::monitor::sampler::parse_cpu_max;
 /// assert_eq!(parse_cpu_max("150000 100000\n"), Some(1.5));
 /// assert_eq!(parse_cpu_max("max 100000\n"), None);
 /// ```
@@ -153,7 +151,7 @@ pub fn cgroup_dirs(proc_self_cgroup: &str, root: &Path) -> Vec<PathBuf> {
 /// quota rounds up (1.5 cores of quota keep two workers busy part of the time), at least 1.
 ///
 /// ```
-/// use pardo::tune::sampler::cores_from;
+/// use pardo::monitor::sampler::cores_from;
 /// assert_eq!(cores_from(8, Some(2.0)), 2);
 /// assert_eq!(cores_from(8, Some(1.5)), 2);
 /// assert_eq!(cores_from(4, None), 4);
@@ -214,19 +212,10 @@ pub struct MachineSample {
     pub load_avg: Option<f64>,
 }
 
-impl MachineSample {
-    /// Copies the machine's figures into a controller sample.
-    pub fn fill(&self, s: &mut ControlSample) {
-        s.machine_busy = self.busy;
-        s.mem_available_bytes = self.mem_available_bytes;
-        s.load_avg = self.load_avg;
-    }
-}
-
 /// Reads the machine's figures again and again with one reused buffer.
 ///
 /// ```
-/// use pardo::tune::sampler::MachineSampler;
+/// use pardo::monitor::sampler::MachineSampler;
 /// let mut m = MachineSampler::new();
 /// let first = m.sample();
 /// // The busy fraction needs two readings.
