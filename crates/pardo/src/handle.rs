@@ -174,6 +174,15 @@ impl<T> Handle<T> {
     /// ends, so tasks may wait on tasks of their own pool without deadlocking it, however many
     /// do so at once. A task it runs meanwhile runs on the waiting task's stack: don't wait
     /// while holding a lock that other tasks of the pool take.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let pool = Arc::new(pardo::ThreadPool::builder().workers(1).build().unwrap());
+    /// let same = Arc::clone(&pool);
+    /// // The only worker waits inside the outer task, so it runs the inner one itself.
+    /// let outer = pool.submit(move || same.submit(|| 21).wait().unwrap() * 2);
+    /// assert_eq!(outer.wait(), Ok(42));
+    /// ```
     pub fn wait(self) -> Result<T, TaskError> {
         // Short tasks often finish within microseconds: look a few times before sleeping, which
         // saves a futex sleep and wake-up on the common fast path.
