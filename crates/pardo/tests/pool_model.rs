@@ -4,8 +4,8 @@
 //! with the outcome the model predicts, each attempt has exactly one record, and no thread is
 //! left behind.
 //!
-//! A pool joins the model by implementing [`ModelPool`] (a few lines: build it, submit each
-//! [`Work`], open its gate, end it) and adding one line to the `proptest!` block at the end.
+//! A pool joins the model by implementing [`ModelPool`] (build it, submit each [`Work`], open
+//! its gate, end it) and adding one `name: Type` line to `model_tests!` at the end.
 
 mod support;
 
@@ -332,24 +332,26 @@ fn check<P: ModelPool + 'static>(workers: usize, ops: Vec<Op>, end: End) {
     });
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+/// One property test per pool: `name: ModelPool type`.
+macro_rules! model_tests {
+    ($($name:ident: $pool:ty),* $(,)?) => {
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+            $(
+                #[test]
+                fn $name(
+                    workers in 1usize..=3,
+                    ops in proptest::collection::vec(op(), 0..30),
+                    end in end(),
+                ) {
+                    check::<$pool>(workers, ops, end);
+                }
+            )*
+        }
+    };
+}
 
-    #[test]
-    fn thread_pool_keeps_every_promise(
-        workers in 1usize..=3,
-        ops in proptest::collection::vec(op(), 0..30),
-        end in end(),
-    ) {
-        check::<Threads>(workers, ops, end);
-    }
-
-    #[test]
-    fn async_pool_keeps_every_promise(
-        workers in 1usize..=3,
-        ops in proptest::collection::vec(op(), 0..30),
-        end in end(),
-    ) {
-        check::<Async>(workers, ops, end);
-    }
+model_tests! {
+    thread_pool_keeps_every_promise: Threads,
+    async_pool_keeps_every_promise: Async,
 }
