@@ -378,6 +378,10 @@ impl ThreadPool {
     /// [`ShutdownMode::CancelPending`] tasks that have not started end as cancelled. Returns the
     /// final report.
     ///
+    /// Called (or the pool dropped) from inside one of the pool's own tasks, it returns once
+    /// every other task has ended, that thread helping to run them; the calling task's own
+    /// record and the thread it runs on end after it returns.
+    ///
     /// ```
     /// use pardo::{ShutdownMode, ThreadPool};
     /// let pool = ThreadPool::builder().workers(1).build().unwrap();
