@@ -168,14 +168,32 @@ impl<T> Handle<T> {
     }
 
     /// Blocks until the task ends and returns its value or why there is none.
+    ///
+    /// Called on a worker thread of a [`ThreadPool`](crate::ThreadPool) (from inside one of its
+    /// tasks), the wait is not idle: the worker runs queued tasks of its pool until this one
+    /// ends, so tasks may wait on tasks of their own pool without deadlocking it, however many
+    /// do so at once. A task it runs meanwhile runs on the waiting task's stack: don't wait
+    /// while holding a lock that other tasks of the pool take.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let pool = Arc::new(pardo::ThreadPool::builder().workers(1).build().unwrap());
+    /// let same = Arc::clone(&pool);
+    /// // The only worker waits inside the outer task, so it runs the inner one itself.
+    /// let outer = pool.submit(move || same.submit(|| 21).wait().unwrap() * 2);
+    /// assert_eq!(outer.wait(), Ok(42));
+    /// ```
     pub fn wait(self) -> Result<T, TaskError> {
         // Short tasks often finish within microseconds: look a few times before sleeping, which
         // saves a futex sleep and wake-up on the common fast path.
         for _ in 0..WAIT_SPINS {
-            if self.slot.state.load(Ordering::Acquire) >= DONE {
+            if self.is_done() {
                 break;
             }
             std::thread::yield_now();
+        }
+        if !self.is_done() {
+            crate::pool::threads::help_until(&|| self.is_done(), &|w| self.arm(w));
         }
         let mut inner = lock(&self.slot.inner);
         loop {
@@ -183,6 +201,22 @@ impl<T> Handle<T> {
                 return r;
             }
             inner = wait(&self.slot.ready, inner);
+        }
+    }
+
+    /// Done or cancelled: the result is stored or about to be (a cancel stores it right after).
+    fn is_done(&self) -> bool {
+        self.slot.state.load(Ordering::Acquire) >= DONE
+    }
+
+    /// Asks for `waker` to be woken when the task ends (at once if it has).
+    fn arm(&self, waker: Waker) {
+        let mut inner = lock(&self.slot.inner);
+        if inner.result.is_some() {
+            drop(inner);
+            waker.wake();
+        } else {
+            inner.waker = Some(waker);
         }
     }
 
@@ -286,6 +320,9 @@ pub(crate) struct CompletionSet<T> {
     left: usize,
     tx: std::sync::mpsc::Sender<usize>,
     rx: std::sync::mpsc::Receiver<usize>,
+    /// Set while a pool worker waits in `next_ready` helping its pool: woken on every
+    /// completion so it looks at the channel again.
+    helper: Arc<Mutex<Option<Waker>>>,
 }
 
 impl<T> std::fmt::Debug for CompletionSet<T> {
@@ -305,6 +342,7 @@ impl<T> CompletionSet<T> {
             left: 0,
             tx,
             rx,
+            helper: Arc::default(),
         }
     }
 
@@ -328,6 +366,7 @@ impl<T> CompletionSet<T> {
                 let notice = ReadyNotice {
                     index,
                     tx: Mutex::new(self.tx.clone()),
+                    helper: Arc::clone(&self.helper),
                 };
                 inner.waker = Some(Waker::from(Arc::new(notice)));
             }
@@ -339,7 +378,7 @@ impl<T> CompletionSet<T> {
     /// Blocks until some handle has finished and returns its result; `None` when empty.
     pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Result<T, TaskError>)> {
         while self.left > 0 {
-            let index = self.rx.recv().ok()?;
+            let index = self.recv()?;
             if let Some(h) = self.pending.get_mut(index).and_then(Option::take) {
                 self.left -= 1;
                 self.free.push(index);
@@ -351,13 +390,43 @@ impl<T> CompletionSet<T> {
     }
 }
 
+impl<T> CompletionSet<T> {
+    /// The next finished index; on a pool worker, helping its pool while none is there.
+    fn recv(&self) -> Option<usize> {
+        if let Ok(i) = self.rx.try_recv() {
+            return Some(i);
+        }
+        let got = std::cell::Cell::new(None);
+        let done = || {
+            if got.get().is_none() {
+                got.set(self.rx.try_recv().ok());
+            }
+            got.get().is_some()
+        };
+        let helped = crate::pool::threads::help_until(&done, &|w| *lock(&self.helper) = Some(w));
+        if helped {
+            *lock(&self.helper) = None;
+        }
+        match got.get() {
+            Some(i) => Some(i),
+            None => self.rx.recv().ok(),
+        }
+    }
+}
+
 struct ReadyNotice {
     index: usize,
     tx: Mutex<std::sync::mpsc::Sender<usize>>,
+    helper: Arc<Mutex<Option<Waker>>>,
 }
 
 impl std::task::Wake for ReadyNotice {
     fn wake(self: Arc<Self>) {
         let _ = lock(&self.tx).send(self.index);
+        // Cloned out first: the helper's waker takes its pool's sleep lock.
+        let helper = lock(&self.helper).clone();
+        if let Some(w) = helper {
+            w.wake();
+        }
     }
 }

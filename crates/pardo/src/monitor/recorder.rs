@@ -8,6 +8,7 @@
 //! A record is written *before* the task's handle is completed, so once `wait` returns, the
 //! task's record is visible to [`Recorder::records`] and [`Recorder::report`].
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -22,6 +23,10 @@ use crate::task::{Outcome, TaskId};
 
 /// Receives every record as it is written: the hook exporters and live views attach to.
 /// Called on the worker's thread right after the task ends, so keep it quick.
+///
+/// A sink that panics is removed from its recorder (it is not called again) and counted in
+/// [`Recorder::sink_failures`]; the record it failed on is kept, the task keeps its outcome and
+/// the worker lives on.
 pub trait RecordSink: Send + Sync {
     /// A task attempt ended.
     fn on_record(&self, record: &TaskRecord) {
@@ -92,6 +97,8 @@ struct Inner {
     samples: Mutex<Vec<Sample>>,
     changes: Mutex<Vec<ConcurrencyChange>>,
     sinks: RwLock<Vec<Arc<dyn RecordSink>>>,
+    /// Sinks removed because they panicked.
+    sink_failures: AtomicU64,
 }
 
 struct WorkerLog {
@@ -125,6 +132,7 @@ impl Recorder {
                 samples: Mutex::new(Vec::new()),
                 changes: Mutex::new(Vec::new()),
                 sinks: RwLock::new(Vec::new()),
+                sink_failures: AtomicU64::new(0),
             }),
         }
     }
@@ -196,6 +204,36 @@ impl Recorder {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(sink);
+    }
+
+    /// How many sinks panicked (and were removed for it) so far. The library prints nothing, so
+    /// this is where a failing sink shows.
+    pub fn sink_failures(&self) -> u64 {
+        self.inner.sink_failures.load(Ordering::Relaxed)
+    }
+
+    /// Calls every sink with `record`; removes and counts those that panic, so one faulty
+    /// exporter can neither kill the worker thread under it nor fail every later task.
+    fn feed_sinks(&self, record: &TaskRecord) {
+        let failed: Vec<Arc<dyn RecordSink>> = {
+            let sinks = self.inner.sinks.read().unwrap_or_else(|p| p.into_inner());
+            sinks
+                .iter()
+                .filter(|s| catch_unwind(AssertUnwindSafe(|| s.on_record(record))).is_err())
+                .cloned()
+                .collect()
+        };
+        if failed.is_empty() {
+            return;
+        }
+        let mut sinks = self.inner.sinks.write().unwrap_or_else(|p| p.into_inner());
+        for bad in &failed {
+            // Another worker may have removed the same sink first: count it once.
+            if let Some(at) = sinks.iter().position(|s| Arc::ptr_eq(s, bad)) {
+                sinks.remove(at);
+                self.inner.sink_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Live counts.
@@ -327,6 +365,12 @@ impl WorkerRecorder {
         &self.recorder
     }
 
+    /// Marks this worker's slot as running a task (or not) in the live counters, for executors
+    /// that measure a task themselves and then [`write`](WorkerRecorder::write) its record.
+    pub(crate) fn set_running(&self, on: bool) {
+        self.log.running.store(u64::from(on), Ordering::Relaxed);
+    }
+
     /// Marks a task running on this worker and reads its start time and the thread's CPU clock.
     pub fn begin(&self) -> Meter {
         self.log.running.store(1, Ordering::Relaxed);
@@ -387,17 +431,7 @@ impl WorkerRecorder {
     pub fn write(&self, record: TaskRecord) {
         let outcome = record.outcome;
         if self.recorder.inner.enabled {
-            {
-                let sinks = self
-                    .recorder
-                    .inner
-                    .sinks
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner());
-                for s in sinks.iter() {
-                    s.on_record(&record);
-                }
-            }
+            self.recorder.feed_sinks(&record);
             let mut book = lock(&self.log.book);
             book.acc.add(&record);
             if self.recorder.inner.retention == Retention::All {

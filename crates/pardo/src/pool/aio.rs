@@ -80,7 +80,11 @@ impl AsyncPoolBuilder {
         let n = self.max_in_flight;
         let recorder = Recorder::new(RunRecord::now("async_pool", n), true, self.retention);
         recorder.set_setting("runtime_threads", &threads.to_string());
-        let slots = (1..=n as u32).rev().map(|s| recorder.worker(s)).collect();
+        let made = u32::try_from(n).unwrap_or(u32::MAX);
+        let slots = Slots {
+            free: (1..=made).rev().map(|s| recorder.worker(s)).collect(),
+            made,
+        };
         Ok(AsyncPool {
             shared: Arc::new(Shared {
                 permits: Arc::new(Semaphore::new(n)),
@@ -149,11 +153,18 @@ struct Shared {
     limit: AtomicUsize,
     /// Record writers of the free slots. A task holds a permit before it takes a slot, and
     /// there are never fewer slots than permits, so a permit holder always finds one.
-    slots: Mutex<Vec<WorkerRecorder>>,
+    slots: Mutex<Slots>,
     /// Tasks submitted and not yet ended, for shutdown to wait on.
     outstanding: Mutex<usize>,
     idle: Condvar,
     recorder: Recorder,
+}
+
+struct Slots {
+    free: Vec<WorkerRecorder>,
+    /// Slots made so far. New slots are numbered after it, so a number is never given twice,
+    /// whatever shrinking and growing happened in between (a shrink keeps its slots).
+    made: u32,
 }
 
 /// Counts one task as outstanding until dropped — even if the runtime drops the task unrun.
@@ -233,7 +244,7 @@ impl AsyncPool {
         &self.handle
     }
 
-    /// Live counters (submitted, done, failed).
+    /// Live counters (submitted, running, done, failed); `running` counts tasks holding a slot.
     pub fn counters(&self) -> crate::monitor::Counters {
         self.shared.recorder.counters()
     }
@@ -282,13 +293,16 @@ impl AsyncPool {
         self.handle.spawn(async move {
             let _guard = guard;
             let permit = Arc::clone(&shared.permits).acquire_owned().await;
-            let slot = lock(&shared.slots).pop();
-            let w = slot.unwrap_or_else(|| shared.recorder.worker(1));
+            let slot = lock(&shared.slots).free.pop();
+            // Unreachable while there are never fewer slots than permits; slot 0 (as for tasks
+            // that never ran) keeps the numbers of live slots unique even so.
+            let w = slot.unwrap_or_else(|| shared.recorder.worker(0));
             if permit.is_err() || !promise.try_start() {
                 w.cancelled(id, submitted_ns, items);
-                lock(&shared.slots).push(w);
+                lock(&shared.slots).free.push(w);
                 return;
             }
+            w.set_running(true);
             let started_ns = shared.recorder.now_ns();
             let metered = Metered {
                 fut: Box::pin(fut),
@@ -307,10 +321,11 @@ impl AsyncPool {
             r.items = items;
             r.cpu_user_ns = cpu_ns;
             r.outcome = outcome;
+            w.set_running(false);
             w.write(r);
             promise.complete(result);
             // Slot back before permit back: whoever gets the permit next must find a slot.
-            lock(&shared.slots).push(w);
+            lock(&shared.slots).free.push(w);
             drop(permit);
         });
     }
@@ -361,11 +376,13 @@ impl Executor for AsyncPool {
         if workers > old {
             {
                 let mut slots = lock(&s.slots);
-                // Slots are numbered by total ever made, so a slot number is never reused.
-                let made = s.recorder.run().workers.max(old) as u32;
-                slots.extend(
-                    (made + 1..=made + (workers - old) as u32).map(|n| s.recorder.worker(n)),
-                );
+                let more = u32::try_from(workers - old).unwrap_or(u32::MAX);
+                let first = slots.made.saturating_add(1);
+                slots.made = slots.made.saturating_add(more);
+                let last = slots.made;
+                slots
+                    .free
+                    .extend((first..=last).map(|n| s.recorder.worker(n)));
             }
             s.permits.add_permits(workers - old);
         } else if workers < old {

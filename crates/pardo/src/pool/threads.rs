@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::task::Waker;
 use std::thread::JoinHandle;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
@@ -36,8 +37,10 @@ const SLICE_CHUNK_MAX: usize = 1 << 16;
 const SPIN_ROUNDS: usize = 64;
 
 thread_local! {
-    /// The pool the current thread works for, as the address of its shared state (0 for none).
-    static CURRENT_POOL: Cell<usize> = const { Cell::new(0) };
+    /// The worker the current thread is, if it is one: set by `worker_main` to a context on
+    /// its own stack, cleared before that context goes away. Code running inside a task reads
+    /// it to help its pool while it waits (see `help_until`).
+    static CURRENT: Cell<*const WorkerCtx> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Configures a [`ThreadPool`].
@@ -103,6 +106,7 @@ impl ThreadPoolBuilder {
             wake: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             outstanding: AtomicUsize::new(0),
+            closer_depth: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             cancel_pending: AtomicBool::new(false),
             recorder,
@@ -129,8 +133,12 @@ impl ThreadPoolBuilder {
 ///   submitted, [`ShutdownMode::CancelPending`] cancels what has not started. Dropping the pool is
 ///   `shutdown(Wait)` — the Rust spelling of `with ThreadPoolExecutor() as ex:`.
 ///
-/// Waiting on a handle from inside a task of the same pool blocks that worker; if every worker
-/// does so, the pool deadlocks, as Python's executors do.
+/// **Nesting**: a task may use its own pool — `map_slice`, `scope`, `map`, `submit(..).wait()`
+/// from inside a task all work, even when every worker does it at once. A worker that waits
+/// runs queued tasks of its pool meanwhile (as rayon's do), so waiting never idles a worker the
+/// awaited work needs. The price is rayon's too: the helped task runs on the waiting task's
+/// stack, so a task that waits while holding a lock another task takes can deadlock with
+/// itself. A pool may even be dropped or shut down by one of its own tasks.
 ///
 /// ```
 /// use pardo::ThreadPool;
@@ -165,6 +173,10 @@ struct Shared {
     sleepers: AtomicUsize,
     /// Jobs submitted and not yet finished (queued plus running).
     outstanding: AtomicUsize,
+    /// Jobs a closing caller is itself inside (0 unless the pool is closed by one of its own
+    /// tasks). Those cannot end before the close returns, so the close is done once
+    /// `outstanding` is down to this.
+    closer_depth: AtomicUsize,
     closing: AtomicBool,
     cancel_pending: AtomicBool,
     recorder: Recorder,
@@ -349,6 +361,7 @@ impl ThreadPool {
             live: Arc::new(ScopeCount {
                 n: Mutex::new(0),
                 zero: Condvar::new(),
+                helper: Mutex::new(None),
             }),
             _scope: PhantomData,
             _env: PhantomData,
@@ -364,6 +377,10 @@ impl ThreadPool {
     /// Stops the pool. With [`ShutdownMode::Wait`] every submitted task runs first; with
     /// [`ShutdownMode::CancelPending`] tasks that have not started end as cancelled. Returns the
     /// final report.
+    ///
+    /// Called (or the pool dropped) from inside one of the pool's own tasks, it returns once
+    /// every other task has ended, that thread helping to run them; the calling task's own
+    /// record and the thread it runs on end after it returns.
     ///
     /// ```
     /// use pardo::{ShutdownMode, ThreadPool};
@@ -396,8 +413,18 @@ impl ThreadPool {
                 }
             }
         }
+        let inside = WorkerCtx::current_of(s);
+        if let Some(ctx) = inside {
+            s.closer_depth.store(ctx.depth.get(), Ordering::SeqCst);
+        }
         s.closing.store(true, Ordering::SeqCst);
         s.wake_all();
+        if let Some(ctx) = inside {
+            // Closed by one of its own tasks: that task is outstanding until we return, so run
+            // the rest here too while the other workers do, until only our own jobs remain.
+            let depth = ctx.depth.get();
+            ctx.help_until(&|| s.outstanding.load(Ordering::SeqCst) <= depth);
+        }
         loop {
             let threads = std::mem::take(&mut lock(&s.workers).threads);
             if threads.is_empty() {
@@ -572,7 +599,8 @@ impl Shared {
     }
 
     fn done_closing(&self) -> bool {
-        self.closing.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0
+        self.closing.load(Ordering::SeqCst)
+            && self.outstanding.load(Ordering::SeqCst) <= self.closer_depth.load(Ordering::SeqCst)
     }
 
     /// Leaves if this worker's slot is no longer wanted. Hands any local jobs back first.
@@ -602,6 +630,18 @@ impl Shared {
         true
     }
 
+    /// Parks a worker that waits inside a task until there is work to help with or `done()`
+    /// holds. Whatever makes `done()` true must then call `wake_all` (see `PoolWaker`); the
+    /// check under `sleep` closes the gap as in `park`.
+    fn park_helper(&self, done: &dyn Fn() -> bool) {
+        let g = lock(&self.sleep);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let wake_now = done() || self.has_visible_work();
+        let g = if wake_now { g } else { wait(&self.wake, g) };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        drop(g);
+    }
+
     fn park(&self, index: usize) {
         let g = lock(&self.sleep);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -614,32 +654,130 @@ impl Shared {
     }
 }
 
+/// A worker thread's own state, on its stack, reachable from the tasks it runs through
+/// [`CURRENT`].
+struct WorkerCtx {
+    shared: Arc<Shared>,
+    index: usize,
+    local: Worker<Job>,
+    rec: WorkerRecorder,
+    /// Jobs running on this thread now: 1 inside a task, more while a waiting task helps.
+    depth: Cell<usize>,
+}
+
+/// Clears [`CURRENT`] when the worker's loop ends, by return or unwind.
+struct ClearCurrent;
+
+impl Drop for ClearCurrent {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+    }
+}
+
+impl WorkerCtx {
+    /// The calling thread's worker context, if it is a worker of any thread pool.
+    fn current<'a>() -> Option<&'a WorkerCtx> {
+        let p = CURRENT.with(Cell::get);
+        // SAFETY: a non-null pointer was set by `worker_main` on this very thread to a context
+        // on its stack, and is cleared (by `ClearCurrent`) before that context is dropped; any
+        // caller here runs inside a job that `worker_main` called, so the context outlives it.
+        unsafe { p.as_ref() }
+    }
+
+    /// The calling thread's worker context if it works for the pool behind `shared`.
+    fn current_of<'a>(shared: &Shared) -> Option<&'a WorkerCtx> {
+        WorkerCtx::current().filter(|c| std::ptr::eq(Arc::as_ptr(&c.shared), shared))
+    }
+
+    fn run(&self, job: Job) {
+        let s = &*self.shared;
+        let cancel = s.cancel_pending.load(Ordering::SeqCst);
+        self.depth.set(self.depth.get() + 1);
+        // A job catches its task's panics itself; one escaping would be a fault in the pool's
+        // own bookkeeping, and must not take the worker (and every later handle) with it. The
+        // job's promise is dropped on the way out, so its handle still completes.
+        let _ = catch_unwind(AssertUnwindSafe(|| job(&self.rec, cancel)));
+        self.depth.set(self.depth.get() - 1);
+        let left = s.outstanding.fetch_sub(1, Ordering::SeqCst) - 1;
+        if s.closing.load(Ordering::SeqCst) && left <= s.closer_depth.load(Ordering::SeqCst) {
+            s.wake_all();
+        }
+    }
+
+    /// Runs this pool's queued jobs on the calling thread until `done()`, parking when there
+    /// is none. Whatever makes `done()` true must wake the pool's sleepers (`PoolWaker`).
+    fn help_until(&self, done: &dyn Fn() -> bool) {
+        let s = &*self.shared;
+        let mut spins = 0;
+        while !done() {
+            if let Some(job) = s.find_job(self.index, &self.local) {
+                self.run(job);
+                spins = 0;
+            } else if spins < SPIN_ROUNDS {
+                std::thread::yield_now();
+                spins += 1;
+            } else {
+                s.park_helper(done);
+                spins = 0;
+            }
+        }
+    }
+}
+
+/// Wakes a pool's parked workers, so one that helps while it waits re-checks what it waits on.
+struct PoolWaker(Arc<Shared>);
+
+impl std::task::Wake for PoolWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_all();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake_all();
+    }
+}
+
+/// Waits, the way a worker should, for `done()`: if the calling thread is a worker of a thread
+/// pool, it runs that pool's queued jobs meanwhile, so a task waiting on work of its own pool
+/// never holds up the worker that work needs. `arm` is called once, first, with a waker that
+/// whatever makes `done()` true must wake. Returns false at once (calling neither) when the
+/// calling thread is no pool worker; the caller then blocks as usual.
+pub(crate) fn help_until(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool {
+    let Some(ctx) = WorkerCtx::current() else {
+        return false;
+    };
+    arm(Waker::from(Arc::new(PoolWaker(Arc::clone(&ctx.shared)))));
+    ctx.help_until(done);
+    true
+}
+
 fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
-    CURRENT_POOL.with(|c| c.set(Arc::as_ptr(&shared) as usize));
     let rec = shared.recorder.worker(index as u32 + 1);
+    let ctx = WorkerCtx {
+        shared,
+        index,
+        local,
+        rec,
+        depth: Cell::new(0),
+    };
+    CURRENT.with(|c| c.set(&ctx));
+    let _clear = ClearCurrent;
+    let shared = &*ctx.shared;
     loop {
         if (index >= shared.target.load(Ordering::SeqCst) || shared.done_closing())
-            && shared.try_retire(index, &local)
+            && shared.try_retire(index, &ctx.local)
         {
             return;
         }
-        let mut job = shared.find_job(index, &local);
+        let mut job = shared.find_job(index, &ctx.local);
         let mut spins = 0;
         while job.is_none() && spins < SPIN_ROUNDS && !shared.closing.load(Ordering::Relaxed) {
             std::thread::yield_now();
-            job = shared.find_job(index, &local);
+            job = shared.find_job(index, &ctx.local);
             spins += 1;
         }
         match job {
-            Some(job) => {
-                let cancel = shared.cancel_pending.load(Ordering::SeqCst);
-                job(&rec, cancel);
-                if shared.outstanding.fetch_sub(1, Ordering::SeqCst) == 1
-                    && shared.closing.load(Ordering::SeqCst)
-                {
-                    shared.wake_all();
-                }
-            }
+            Some(job) => ctx.run(job),
             None => shared.park(index),
         }
     }
@@ -734,10 +872,15 @@ impl std::fmt::Debug for Scope<'_, '_> {
 struct ScopeCount {
     n: Mutex<usize>,
     zero: Condvar,
+    /// Set while a worker waits for zero helping its pool; woken when the count reaches zero.
+    helper: Mutex<Option<Waker>>,
 }
 
 impl ScopeCount {
     fn wait_for_zero(&self) {
+        if *lock(&self.n) > 0 {
+            help_until(&|| *lock(&self.n) == 0, &|w| *lock(&self.helper) = Some(w));
+        }
         let mut n = lock(&self.n);
         while *n > 0 {
             n = wait(&self.zero, n);
@@ -750,10 +893,19 @@ struct ScopeTicket(Arc<ScopeCount>);
 
 impl Drop for ScopeTicket {
     fn drop(&mut self) {
-        let mut n = lock(&self.0.n);
-        *n -= 1;
-        if *n == 0 {
+        let zero = {
+            let mut n = lock(&self.0.n);
+            *n -= 1;
+            *n == 0
+        };
+        if zero {
             self.0.zero.notify_all();
+            // Outside the count's lock: a helper checks the count while holding its pool's
+            // sleep lock, and the waker takes that lock.
+            let helper = lock(&self.0.helper).take();
+            if let Some(w) = helper {
+                w.wake();
+            }
         }
     }
 }

@@ -56,3 +56,24 @@ pub fn spin(n: u64) -> u64 {
     }
     x
 }
+
+/// Runs `f` on a thread of its own and returns its value; fails the test if `f` has not
+/// finished within `secs` seconds. A hang detector for deadlock regressions, not a timing check:
+/// a correct pool needs a tiny fraction of the limit. A hung thread is left behind (the test
+/// binary ends with the failure anyway).
+pub fn within<T: Send + 'static>(
+    what: &str,
+    secs: u64,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("hung: {what}"),
+        // The closure panicked; its own message is already printed.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("panicked: {what}"),
+    }
+}
