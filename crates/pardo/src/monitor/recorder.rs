@@ -410,14 +410,6 @@ impl WorkerRecorder {
         self.write(r);
     }
 
-    /// Marks a task running (or not) on this worker, for executors that measure their tasks
-    /// elsewhere (in a worker process) and so never call [`WorkerRecorder::begin`].
-    pub(crate) fn set_running(&self, running: bool) {
-        self.log
-            .running
-            .store(u64::from(running), Ordering::Relaxed);
-    }
-
     /// Writes a record for a task that never ran (cancelled or dropped while queued).
     pub fn cancelled(&self, id: TaskId, submitted_ns: u64, items: u32) {
         let now = self.recorder.now_ns();
