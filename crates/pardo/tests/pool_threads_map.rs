@@ -196,3 +196,14 @@ fn map_slice_reports_a_panicking_item_and_keeps_the_pool() {
         vec![1, 1, 1]
     );
 }
+
+#[test]
+fn map_slice_counts_every_item_in_the_report() {
+    let pool = ThreadPool::builder().workers(2).build().unwrap();
+    let input: Vec<u64> = (0..1_000).collect();
+    let out = pool.map_slice(&input, |x| x + 1).unwrap();
+    assert_eq!(out.len(), 1_000);
+    let report = pool.report();
+    assert_eq!(report.items, 1_000, "{report}");
+    assert!(report.tasks < report.items, "chunks, not one task per item");
+}

@@ -20,6 +20,8 @@ use crate::pool::task_fn::{chunk_outcome, run_items};
 use crate::pool::PoolError;
 use crate::sync::{lock, wait};
 use crate::task::{panic_message, Outcome, TaskError, TaskId};
+use crate::tune::controller::ControllerConfig;
+use crate::tune::steer::{Steerable, Steering, DEFAULT_INTERVAL};
 
 /// A job as the pool sees it: run it, or (when `cancel` is true) drop it as cancelled. Either
 /// way it completes its handle and writes its record.
@@ -55,7 +57,18 @@ pub struct ThreadPoolBuilder {
     thread_name: String,
     monitoring: bool,
     retention: Retention,
+    auto: Option<AutoSettings>,
 }
+
+/// What `auto` asked for: the controller's settings, or its defaults up to a maximum.
+#[derive(Clone, Debug)]
+enum AutoSettings {
+    Max(usize),
+    Config(ControllerConfig),
+}
+
+/// The most workers an automatic pool grows to unless told otherwise.
+pub const DEFAULT_MAX_WORKERS: usize = 256;
 
 impl ThreadPoolBuilder {
     /// Number of worker threads (default: the available parallelism).
@@ -83,9 +96,58 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Lets pardo choose the worker count and steer it while tasks run: it starts at the core
+    /// count, jumps up when tasks mostly wait, climbs while throughput rises and steps back
+    /// when it stops rising, when memory runs short or the machine is overloaded (see
+    /// [`tune::controller`](crate::tune::controller)). Never more than
+    /// [`max_workers`](ThreadPoolBuilder::max_workers) (default 256). Every change and its
+    /// reason is kept in the records and shown by the [`Report`]. Calling
+    /// [`set_workers`](Executor::set_workers) later turns the steering off.
+    ///
+    /// ```
+    /// let pool = pardo::ThreadPool::builder().auto().max_workers(64).build().unwrap();
+    /// let waits: Vec<()> = pool
+    ///     .map(0..40, |_| std::thread::sleep(std::time::Duration::from_millis(5)))
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(waits.len(), 40);
+    /// println!("{}", pool.report()); // ends with e.g. "concurrency: 2 → 16 (…)"
+    /// ```
+    pub fn auto(mut self) -> Self {
+        if self.auto.is_none() {
+            self.auto = Some(AutoSettings::Max(DEFAULT_MAX_WORKERS));
+        }
+        self
+    }
+
+    /// The most workers [`auto`](ThreadPoolBuilder::auto) may grow to (implies `auto`).
+    pub fn max_workers(mut self, max: usize) -> Self {
+        self.auto = Some(match self.auto {
+            Some(AutoSettings::Config(mut c)) => {
+                c.max = max;
+                AutoSettings::Config(c)
+            }
+            _ => AutoSettings::Max(max),
+        });
+        self
+    }
+
+    /// Automatic worker count with the controller's settings spelled out (implies `auto`).
+    pub fn auto_with(mut self, config: ControllerConfig) -> Self {
+        self.auto = Some(AutoSettings::Config(config));
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> Result<ThreadPool, PoolError> {
-        let workers = self.workers.unwrap_or_else(available_cores);
+        let config = self.auto.map(|a| match a {
+            AutoSettings::Max(max) => ControllerConfig::new(available_cores(), max.max(1)),
+            AutoSettings::Config(c) => c,
+        });
+        let workers = match &config {
+            Some(c) => c.cores.clamp(c.min.max(1), c.max.max(1)),
+            None => self.workers.unwrap_or_else(available_cores),
+        };
         if workers == 0 {
             return Err(PoolError::ZeroWorkers);
         }
@@ -112,9 +174,20 @@ impl ThreadPoolBuilder {
             recorder,
             thread_name: self.thread_name,
         });
-        let pool = ThreadPool { shared };
-        pool.resize(workers)?;
-        Ok(pool)
+        shared.resize(workers)?;
+        let steering = match config {
+            Some(c) => {
+                shared.recorder.set_setting("workers", "auto");
+                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL)
+                    .map_err(|source| PoolError::Spawn { worker: 0, source })?;
+                Some(s)
+            }
+            None => None,
+        };
+        Ok(ThreadPool {
+            shared,
+            steering: Mutex::new(steering),
+        })
     }
 }
 
@@ -150,6 +223,25 @@ impl ThreadPoolBuilder {
 /// ```
 pub struct ThreadPool {
     shared: Arc<Shared>,
+    /// The steering loop of an automatic pool; stopped before the pool closes.
+    steering: Mutex<Option<Steering>>,
+}
+
+/// The thread pool as the steering loop sees it.
+struct Steer(Arc<Shared>);
+
+impl Steerable for Steer {
+    fn recorder(&self) -> &Recorder {
+        &self.0.recorder
+    }
+
+    fn live(&self) -> usize {
+        self.0.target.load(Ordering::Relaxed)
+    }
+
+    fn set_target(&self, n: usize) -> Result<(), PoolError> {
+        self.0.resize(n)
+    }
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -196,6 +288,7 @@ impl ThreadPool {
             thread_name: "pardo".to_owned(),
             monitoring: true,
             retention: Retention::All,
+            auto: None,
         }
     }
 
@@ -294,7 +387,8 @@ impl ThreadPool {
                 .chunks(chunk)
                 .zip(out.spare_capacity_mut().chunks_mut(chunk))
                 .map(|(ins, outs)| {
-                    s.spawn(move || {
+                    let items = u32::try_from(ins.len()).unwrap_or(u32::MAX);
+                    s.spawn_items(items, move || {
                         for (x, slot) in ins.iter().zip(outs.iter_mut()) {
                             slot.write(f(x));
                         }
@@ -396,6 +490,9 @@ impl ThreadPool {
     }
 
     fn close(&self, mode: ShutdownMode) {
+        // Stop steering first: a resize racing the close would start workers for nothing.
+        let steering = lock(&self.steering).take();
+        drop(steering);
         let s = &self.shared;
         if mode == ShutdownMode::CancelPending {
             s.cancel_pending.store(true, Ordering::SeqCst);
@@ -448,12 +545,60 @@ impl ThreadPool {
     pub fn counters(&self) -> crate::monitor::Counters {
         self.shared.recorder.counters()
     }
+}
 
-    fn resize(&self, n: usize) -> Result<(), PoolError> {
+impl Default for ThreadPool {
+    /// A pool with one worker per core. Panics only if the OS refuses to start threads.
+    fn default() -> Self {
+        ThreadPool::new().expect("the OS refused to start the pool's worker threads")
+    }
+}
+
+impl Executor for ThreadPool {
+    fn kind(&self) -> &'static str {
+        "thread_pool"
+    }
+
+    fn workers(&self) -> usize {
+        self.shared.target.load(Ordering::Relaxed)
+    }
+
+    /// On an automatic pool this also turns the steering off: the caller has taken over.
+    fn set_workers(&self, workers: usize) -> Result<(), PoolError> {
+        let steering = lock(&self.steering).take();
+        drop(steering);
+        self.shared.resize(workers)
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+}
+
+impl ThreadPool {
+    /// The run's recorder (also through [`Executor::recorder`]).
+    pub fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+
+    /// The summary and findings so far (also through [`Executor::report`]).
+    pub fn report(&self) -> Report {
+        self.shared.recorder.report()
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.close(ShutdownMode::Wait);
+    }
+}
+
+impl Shared {
+    fn resize(self: &Arc<Self>, n: usize) -> Result<(), PoolError> {
         if n == 0 {
             return Err(PoolError::ZeroWorkers);
         }
-        let s = &self.shared;
+        let s = self;
         {
             let mut w = lock(&s.workers);
             s.target.store(n, Ordering::SeqCst);
@@ -490,52 +635,7 @@ impl ThreadPool {
         s.wake_all();
         Ok(())
     }
-}
 
-impl Default for ThreadPool {
-    /// A pool with one worker per core. Panics only if the OS refuses to start threads.
-    fn default() -> Self {
-        ThreadPool::new().expect("the OS refused to start the pool's worker threads")
-    }
-}
-
-impl Executor for ThreadPool {
-    fn kind(&self) -> &'static str {
-        "thread_pool"
-    }
-
-    fn workers(&self) -> usize {
-        self.shared.target.load(Ordering::Relaxed)
-    }
-
-    fn set_workers(&self, workers: usize) -> Result<(), PoolError> {
-        self.resize(workers)
-    }
-
-    fn recorder(&self) -> &Recorder {
-        &self.shared.recorder
-    }
-}
-
-impl ThreadPool {
-    /// The run's recorder (also through [`Executor::recorder`]).
-    pub fn recorder(&self) -> &Recorder {
-        &self.shared.recorder
-    }
-
-    /// The summary and findings so far (also through [`Executor::report`]).
-    pub fn report(&self) -> Report {
-        self.shared.recorder.report()
-    }
-}
-
-impl Drop for ThreadPool {
-    fn drop(&mut self) {
-        self.close(ShutdownMode::Wait);
-    }
-}
-
-impl Shared {
     fn push(&self, job: Job) {
         self.outstanding.fetch_add(1, Ordering::SeqCst);
         self.injector.push(job);
@@ -793,35 +893,35 @@ where
     let submitted = recorder.now_ns();
     let (promise, handle) = Promise::new(id);
     let job: Job = Box::new(move |w: &WorkerRecorder, cancel: bool| {
-        run_one(w, cancel, id, submitted, promise, f)
+        run_one(w, cancel, (id, submitted, 1), promise, f)
     });
     (job, handle)
 }
 
+/// Runs one task (standing for `items` inputs in its record) and completes its promise.
 fn run_one<F, T>(
     w: &WorkerRecorder,
     cancel: bool,
-    id: TaskId,
-    submitted: u64,
+    (id, submitted, items): (TaskId, u64, u32),
     promise: Promise<T>,
     f: F,
 ) where
     F: FnOnce() -> T,
 {
     if cancel || !promise.try_start() {
-        w.cancelled(id, submitted, 1);
+        w.cancelled(id, submitted, items);
         drop(promise);
         return;
     }
     let meter = w.begin();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => {
-            w.finish(meter, id, submitted, 1, Outcome::Ok);
+            w.finish(meter, id, submitted, items, Outcome::Ok);
             promise.complete(Ok(v));
         }
         Err(payload) => {
             let message = panic_message(payload.as_ref());
-            w.finish(meter, id, submitted, 1, Outcome::Panicked);
+            w.finish(meter, id, submitted, items, Outcome::Panicked);
             promise.complete(Err(TaskError::Panicked { id, message }));
         }
     }
@@ -917,6 +1017,7 @@ struct ScopedJob<F, T> {
     promise: Option<Promise<T>>,
     id: TaskId,
     submitted: u64,
+    items: u32,
     _ticket: ScopeTicket,
 }
 
@@ -927,9 +1028,19 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
+        self.spawn_items(1, f)
+    }
+
+    /// [`spawn`](Scope::spawn) for a task that does the work of `items` inputs (a chunk of
+    /// `map_slice`): it takes that many task ids and its record counts them.
+    pub(crate) fn spawn_items<F, T>(&'scope self, items: u32, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
         *lock(&self.live.n) += 1;
         let recorder = &self.pool.shared.recorder;
-        let id = recorder.submit(1);
+        let id = recorder.submit(u64::from(items.max(1)));
         let submitted = recorder.now_ns();
         let (promise, handle) = Promise::new(id);
         let mut job = ScopedJob {
@@ -937,11 +1048,12 @@ impl<'scope> Scope<'scope, '_> {
             promise: Some(promise),
             id,
             submitted,
+            items: items.max(1),
             _ticket: ScopeTicket(Arc::clone(&self.live)),
         };
         let boxed: ScopedJobBox<'scope> = Box::new(move |w: &WorkerRecorder, cancel: bool| {
             if let (Some(f), Some(promise)) = (job.f.take(), job.promise.take()) {
-                run_one(w, cancel, job.id, job.submitted, promise, f);
+                run_one(w, cancel, (job.id, job.submitted, job.items), promise, f);
             }
             drop(job);
         });
