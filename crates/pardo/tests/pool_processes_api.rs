@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             "the_worker_marker_is_not_in_the_environment",
             the_worker_marker_is_not_in_the_environment,
         ),
+        (
+            "waiting_tasks_make_an_automatic_pool_start_more_workers",
+            waiting_tasks_make_an_automatic_pool_start_more_workers,
+        ),
     ])
 }
 
@@ -331,4 +335,26 @@ fn the_worker_marker_is_not_in_the_environment() {
         .collect();
     assert!(marked.is_empty(), "{marked:?}");
     assert!(std::env::var_os("PARDO_WORKER").is_none());
+}
+
+fn waiting_tasks_make_an_automatic_pool_start_more_workers() {
+    // A controller as on an otherwise idle 2-core machine, so the shared test machine's load
+    // does not decide the outcome.
+    let mut config = pardo::tune::controller::ControllerConfig::new(2, 8);
+    config.busy_ceiling = f64::INFINITY;
+    config.overload_per_core = f64::INFINITY;
+    let pool = ProcessPool::builder().auto_with(config).build().unwrap();
+    assert_eq!(pool.workers(), 2, "starts at the core count");
+    let handles: Vec<_> = (0..2_000).map(|_| pool.submit(SleepMs, 5)).collect();
+    // Tasks that sleep use no CPU: the controller must add workers (a bounded wait for it).
+    support::eventually("more workers than cores", || pool.workers() > 2);
+    let report = pool.shutdown(ShutdownMode::CancelPending);
+    for h in handles {
+        let _ = h.wait_timeout(HANG).expect("a handle hangs");
+    }
+    assert!(
+        report.concurrency.iter().any(|c| c.to > 2 && c.to <= 8),
+        "{:?}",
+        report.concurrency
+    );
 }

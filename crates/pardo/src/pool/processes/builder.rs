@@ -9,6 +9,8 @@ use super::manager::Shared;
 use super::{worker, ProcessPool};
 use crate::monitor::{available_cores, Recorder, Retention, RunRecord};
 use crate::pool::PoolError;
+use crate::tune::controller::ControllerConfig;
+use crate::tune::steer::{Steerable, Steering, DEFAULT_INTERVAL};
 
 /// How long a new worker has to say hello before it is killed and the start reported failed.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,6 +36,7 @@ pub struct ProcessPoolBuilder {
     task_timeout: Option<Duration>,
     start_timeout: Duration,
     retention: Retention,
+    auto: Option<ControllerConfig>,
 }
 
 impl ProcessPoolBuilder {
@@ -48,6 +51,7 @@ impl ProcessPoolBuilder {
             task_timeout: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             retention: Retention::All,
+            auto: None,
         }
     }
 
@@ -115,12 +119,29 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Lets pardo choose the number of worker processes and steer it while tasks run, up to
+    /// `max` (see [`ThreadPoolBuilder::auto`](crate::ThreadPoolBuilder::auto) for what the
+    /// controller does). Calling `set_workers` later turns the steering off.
+    pub fn auto(mut self, max: usize) -> Self {
+        self.auto = Some(ControllerConfig::new(available_cores(), max.max(1)));
+        self
+    }
+
+    /// Automatic worker count with the controller's settings spelled out.
+    pub fn auto_with(mut self, config: ControllerConfig) -> Self {
+        self.auto = Some(config);
+        self
+    }
+
     /// Starts the workers and waits until each has answered.
     pub fn build(self) -> Result<ProcessPool, PoolError> {
         if worker::started_as_worker() {
             return Err(PoolError::InsideWorker);
         }
-        let workers = self.workers.unwrap_or_else(available_cores);
+        let workers = match &self.auto {
+            Some(c) => c.cores.clamp(c.min.max(1), c.max.max(1)),
+            None => self.workers.unwrap_or_else(available_cores),
+        };
         if workers == 0 {
             return Err(PoolError::ZeroWorkers);
         }
@@ -153,9 +174,20 @@ impl ProcessPoolBuilder {
             start_timeout: self.start_timeout,
         };
         let shared = Arc::new(Shared::new(recorder, config));
-        let pool = ProcessPool { shared };
-        pool.resize(workers)?;
-        Ok(pool)
+        super::manager::resize(&shared, workers)?;
+        let steering = match self.auto {
+            Some(c) => {
+                shared.recorder.set_setting("workers", "auto");
+                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL)
+                    .map_err(|source| PoolError::Spawn { worker: 0, source })?;
+                Some(s)
+            }
+            None => None,
+        };
+        Ok(ProcessPool {
+            shared,
+            steering: std::sync::Mutex::new(steering),
+        })
     }
 }
 
@@ -166,4 +198,21 @@ pub(super) struct Config {
     pub(super) memory_limit: Option<u64>,
     pub(super) task_timeout: Option<Duration>,
     pub(super) start_timeout: Duration,
+}
+
+/// The process pool as the steering loop sees it.
+struct Steer(Arc<Shared>);
+
+impl Steerable for Steer {
+    fn recorder(&self) -> &Recorder {
+        &self.0.recorder
+    }
+
+    fn live(&self) -> usize {
+        self.0.target.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_target(&self, n: usize) -> Result<(), PoolError> {
+        super::manager::resize(&self.0, n)
+    }
 }

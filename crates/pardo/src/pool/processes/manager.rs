@@ -401,84 +401,88 @@ fn died(shared: &Shared, w: &WorkerRecorder, mut proc: Proc, job: Job, started_n
 }
 
 impl ProcessPool {
-    /// Sets the number of workers. Growing waits until every new worker has said hello; if one
-    /// cannot start, the pool goes back to its previous size and the error is returned.
-    /// Shrinking returns at once: the managers above the new size leave after their current
-    /// job and retire their workers.
+    /// Sets the number of workers; see [`resize`].
     pub(super) fn resize(&self, n: usize) -> Result<(), PoolError> {
-        if n == 0 {
-            return Err(PoolError::ZeroWorkers);
+        resize(&self.shared, n)
+    }
+}
+
+/// Sets the number of workers. Growing waits until every new worker has said hello; if one
+/// cannot start, the pool goes back to its previous size and the error is returned.
+/// Shrinking returns at once: the managers above the new size leave after their current job
+/// and retire their workers.
+pub(super) fn resize(s: &Arc<Shared>, n: usize) -> Result<(), PoolError> {
+    if n == 0 {
+        return Err(PoolError::ZeroWorkers);
+    }
+    let _one_at_a_time = lock(&s.resizing);
+    if let Some(why) = &lock(&s.queue).broken {
+        return Err(PoolError::WorkerStart {
+            worker: 1,
+            reason: broken_message(why),
+        });
+    }
+    let mut waiting = Vec::new();
+    let mut spawn_error = None;
+    let previous = {
+        let mut managers = lock(&s.managers);
+        let previous = s.target.swap(n, Ordering::SeqCst);
+        managers.leaving.retain(|t| !t.is_finished());
+        if managers.active.len() < n {
+            managers.active.resize_with(n, || None);
         }
-        let s = &self.shared;
-        let _one_at_a_time = lock(&s.resizing);
-        if let Some(why) = &lock(&s.queue).broken {
-            return Err(PoolError::WorkerStart {
-                worker: 1,
-                reason: broken_message(why),
-            });
-        }
-        let mut waiting = Vec::new();
-        let mut spawn_error = None;
-        let previous = {
-            let mut managers = lock(&s.managers);
-            let previous = s.target.swap(n, Ordering::SeqCst);
-            managers.leaving.retain(|t| !t.is_finished());
-            if managers.active.len() < n {
-                managers.active.resize_with(n, || None);
+        for (index, slot) in managers.active.iter_mut().enumerate().take(n) {
+            if slot.as_ref().is_some_and(|m| !m.is_finished()) {
+                continue;
             }
-            for (index, slot) in managers.active.iter_mut().enumerate().take(n) {
-                if slot.as_ref().is_some_and(|m| !m.is_finished()) {
-                    continue;
+            let (tx, rx) = mpsc::channel();
+            let shared = Arc::clone(s);
+            match std::thread::Builder::new()
+                .name(format!("pardo-proc-{}", index + 1))
+                .spawn(move || manage(shared, index, tx))
+            {
+                Ok(thread) => {
+                    *slot = Some(thread);
+                    waiting.push((index, rx));
                 }
-                let (tx, rx) = mpsc::channel();
-                let shared = Arc::clone(s);
-                match std::thread::Builder::new()
-                    .name(format!("pardo-proc-{}", index + 1))
-                    .spawn(move || manage(shared, index, tx))
-                {
-                    Ok(thread) => {
-                        *slot = Some(thread);
-                        waiting.push((index, rx));
-                    }
-                    Err(source) => {
-                        spawn_error = Some(PoolError::Spawn {
-                            worker: index + 1,
-                            source,
-                        });
-                        break;
-                    }
+                Err(source) => {
+                    spawn_error = Some(PoolError::Spawn {
+                        worker: index + 1,
+                        source,
+                    });
+                    break;
                 }
-            }
-            previous
-        };
-        // Managers above the new target may be waiting for work; wake them so they leave.
-        s.more.notify_all();
-        let mut first_error = spawn_error;
-        for (index, rx) in waiting {
-            let reply = rx.recv().unwrap_or_else(|_| {
-                Err(PoolError::WorkerStart {
-                    worker: index + 1,
-                    reason: "its manager thread stopped before the worker started".to_owned(),
-                })
-            });
-            if let Err(e) = reply {
-                first_error.get_or_insert(e);
             }
         }
-        match first_error {
-            Some(e) => {
-                // Back to the previous size: the new managers that did start leave again.
-                {
-                    let _managers = lock(&s.managers);
-                    s.target.store(previous, Ordering::SeqCst);
-                }
-                s.more.notify_all();
-                Err(e)
+        previous
+    };
+    // Managers above the new target may be waiting for work; wake them so they leave.
+    s.more.notify_all();
+    let mut first_error = spawn_error;
+    for (index, rx) in waiting {
+        let reply = rx.recv().unwrap_or_else(|_| {
+            Err(PoolError::WorkerStart {
+                worker: index + 1,
+                reason: "its manager thread stopped before the worker started".to_owned(),
+            })
+        });
+        if let Err(e) = reply {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => {
+            // Back to the previous size: the new managers that did start leave again.
+            {
+                let _managers = lock(&s.managers);
+                s.target.store(previous, Ordering::SeqCst);
             }
-            None => {
-                s.recorder.set_capacity(n);
-                Ok(())
-            }
+            s.more.notify_all();
+            Err(e)
+        }
+        None => {
+            s.recorder.set_capacity(n);
+            Ok(())
         }
     }
 }

@@ -103,6 +103,8 @@ pub use worker::Registered;
 /// ```
 pub struct ProcessPool {
     shared: Arc<Shared>,
+    /// The steering loop of an automatic pool; stopped before the pool closes.
+    steering: std::sync::Mutex<Option<crate::tune::steer::Steering>>,
 }
 
 impl std::fmt::Debug for ProcessPool {
@@ -265,6 +267,9 @@ impl ProcessPool {
     }
 
     fn close(&self, mode: ShutdownMode) {
+        // Stop steering first: a resize racing the close would start workers for nothing.
+        let steering = lock(&self.steering).take();
+        drop(steering);
         let s = &self.shared;
         let dropped: Vec<Job> = {
             let mut q = lock(&s.queue);
@@ -317,7 +322,10 @@ impl Executor for ProcessPool {
         self.shared.target.load(Ordering::Relaxed)
     }
 
+    /// On an automatic pool this also turns the steering off: the caller has taken over.
     fn set_workers(&self, workers: usize) -> Result<(), PoolError> {
+        let steering = lock(&self.steering).take();
+        drop(steering);
         self.resize(workers)
     }
 
