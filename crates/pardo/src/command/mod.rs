@@ -16,15 +16,19 @@
 //! exactly once, after its last attempt; a stopped run starts nothing new and leaves no process
 //! of a job it stopped behind.
 
+pub mod guard;
 pub mod job;
 pub mod joblog;
 mod run;
+mod spool;
 mod template;
 
+pub use guard::Guard;
 pub use job::{Finished, Program, Stream};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
+pub use spool::{Spool, SPILL_AT};
 pub use template::{
     apply, escape_into, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template,
 };

@@ -348,6 +348,14 @@ impl WorkerRecorder {
         self.write(r);
     }
 
+    /// Marks whether this worker runs a task measured elsewhere (a command, whose record comes
+    /// through [`WorkerRecorder::write`]), for the live `running` counter.
+    pub fn mark_running(&self, running: bool) {
+        self.log
+            .running
+            .store(u64::from(running), Ordering::Relaxed);
+    }
+
     /// Writes a record measured elsewhere (a worker process, a command).
     pub fn write(&self, record: TaskRecord) {
         let outcome = record.outcome;
