@@ -10,6 +10,9 @@
 //!   attempt to a [`Recorder`](crate::monitor::Recorder) and handing each finished job to
 //!   [`Events`] (output, joblog).
 //! - [`joblog`] writes and reads GNU parallel's joblog format.
+//! - [`Spool`] holds a job's grouped output: in memory up to [`SPILL_AT`] bytes per stream, in
+//!   an unlinked temporary file past that.
+//! - [`guard`] kills the jobs of a runner that died without stopping them (`kill -9`).
 //!
 //! What is promised: inputs are pulled from the iterator only as slots free up (memory follows
 //! the slot count, not the input size); every job that started is reported to [`Events::done`]
