@@ -340,6 +340,11 @@ impl Runner {
     /// Runs every argument list from `inputs` (job numbers count from 1 in input order) and
     /// returns when all started jobs have ended. An input error, an over-long command line or
     /// an [`Events::done`] error stops the run and is returned once running jobs have ended.
+    ///
+    /// `inputs` is read on a thread of its own, a few items ahead (as many as there are
+    /// slots), so that an interrupt stops the run even while the next input is slow to come.
+    /// If the run stops while that thread is blocked inside `inputs`, the thread is left to
+    /// end by itself when `inputs` returns (or with the process).
     pub fn run(
         &self,
         inputs: impl Iterator<Item = io::Result<Vec<Vec<u8>>>> + Send + 'static,
