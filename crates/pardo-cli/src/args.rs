@@ -3,6 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -52,11 +53,11 @@ pub struct Args {
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// Stop a job (its whole process group) after SECS seconds: TERM, then KILL after --grace.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
     /// Seconds between TERM and KILL when stopping jobs.
-    #[arg(long, value_name = "SECS", default_value_t = 0.5)]
-    pub grace: f64,
+    #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
+    pub grace: Duration,
     /// Run a failing job up to N times in all.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
@@ -193,6 +194,19 @@ pub fn parse_jobs(spec: Option<&str>, cores: usize) -> Result<usize, String> {
 /// The most jobs `-j` may ask for at once.
 pub const MAX_JOBS: usize = 4096;
 
+/// Parses a number of seconds (`--timeout`, `--grace`): finite, not negative, and no more than a
+/// [`Duration`] holds. `Duration::from_secs_f64` panics on the others; this says what is wrong.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?}: expected a finite number of seconds >= 0"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: too many seconds"))
+}
+
 /// Parses `--halt`: `never`, or `now|soon,fail=N|success=N|fail=P%`.
 pub fn parse_halt(spec: &str) -> Result<Option<pardo::command::Halt>, String> {
     use pardo::command::{Halt, HaltOn, HaltWhen};
@@ -208,7 +222,10 @@ pub fn parse_halt(spec: &str) -> Result<Option<pardo::command::Halt>, String> {
     };
     let (kind, value) = cond.split_once('=').ok_or_else(bad)?;
     let on = match (kind, value.strip_suffix('%')) {
-        ("fail", Some(p)) => HaltOn::FailPercent(p.parse().map_err(|_| bad())?),
+        ("fail", Some(p)) => match p.parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => HaltOn::FailPercent(p),
+            _ => return Err(bad()),
+        },
         ("fail", None) => HaltOn::Fail(value.parse().map_err(|_| bad())?),
         ("success", None) => HaltOn::Success(value.parse().map_err(|_| bad())?),
         _ => return Err(bad()),
@@ -239,6 +256,28 @@ mod tests {
         assert!(parse_jobs(Some("+9223372036854775807"), 2).is_err());
         assert!(parse_jobs(Some("inf%"), 2).is_err());
         assert_eq!(parse_jobs(Some("4096"), 2), Ok(MAX_JOBS));
+    }
+
+    #[test]
+    fn seconds_reject_what_a_duration_cannot_hold() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        for bad in ["1e20", "1e300", "NaN", "inf", "-inf", "-1", "x", ""] {
+            assert!(parse_secs(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn halt_percent_must_be_a_percentage() {
+        assert!(parse_halt("now,fail=50%").is_ok());
+        for bad in [
+            "now,fail=NaN%",
+            "now,fail=inf%",
+            "now,fail=-1%",
+            "now,fail=101%",
+        ] {
+            assert!(parse_halt(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

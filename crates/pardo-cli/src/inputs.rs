@@ -11,7 +11,8 @@ use regex::bytes::Regex;
 use crate::args::{Group, Source};
 
 /// A stream of argument lists, one per job.
-pub type Inputs = Box<dyn Iterator<Item = io::Result<Vec<Vec<u8>>>>>;
+/// `Send`: the runner reads its inputs on a thread of its own.
+pub type Inputs = Box<dyn Iterator<Item = io::Result<Vec<Vec<u8>>>> + Send>;
 
 /// Builds the job stream. Also returns the number of jobs when it is known without reading
 /// a stream (for the progress bar's ETA).
@@ -24,7 +25,7 @@ pub fn build(
         .map(|re| Regex::new(re).with_context(|| format!("invalid --colsep {re:?}")))
         .transpose()?;
     let (records, total): (Inputs, Option<u64>) = match groups.as_slice() {
-        [] => (lines(Box::new(io::stdin().lock())), None),
+        [] => (lines(stdin()), None),
         [Group {
             source: Source::File(path),
             ..
@@ -67,9 +68,14 @@ pub fn build(
     })
 }
 
-fn open(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {
+/// Standard input through a buffer of our own: a `StdinLock` cannot move to another thread.
+fn stdin() -> Box<dyn BufRead + Send> {
+    Box::new(BufReader::with_capacity(64 * 1024, io::stdin()))
+}
+
+fn open(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(io::stdin().lock()));
+        return Ok(stdin());
     }
     let f =
         File::open(path).with_context(|| format!("cannot read input file {}", path.display()))?;
@@ -77,7 +83,7 @@ fn open(path: &std::path::Path) -> anyhow::Result<Box<dyn BufRead>> {
 }
 
 /// One record (a single value) per line, without its newline.
-fn lines(mut r: Box<dyn BufRead>) -> Inputs {
+fn lines(mut r: Box<dyn BufRead + Send>) -> Inputs {
     Box::new(std::iter::from_fn(move || {
         let mut line = Vec::new();
         match r.read_until(b'\n', &mut line) {

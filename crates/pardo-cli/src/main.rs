@@ -37,6 +37,10 @@ fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("demo") => demo::run(),
+        Some(run::GUARD_ARG) => {
+            pardo::command::guard::serve(std::io::stdin().lock());
+            Ok(ExitCode::SUCCESS)
+        }
         _ => run::main(args),
     }
 }

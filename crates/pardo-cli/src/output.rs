@@ -3,13 +3,15 @@
 //! `--results` files and the progress bar.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use indicatif::ProgressBar;
 use pardo::command::joblog::{Joblog, JoblogEntry};
-use pardo::command::{Events, JobDone, Stream};
+use pardo::command::{Events, JobDone, Spool, Stream};
 
 /// Output settings.
 #[derive(Debug, Default)]
@@ -27,8 +29,14 @@ pub struct Output {
     state: Mutex<State>,
 }
 
-/// A finished job's stdout and stderr, ready to print.
-type Grouped = (Vec<u8>, Vec<u8>);
+/// A finished job's stdout and stderr, ready to print (large ones in temporary files), and the
+/// `--tag` prefix for each of their lines.
+#[derive(Debug)]
+struct Grouped {
+    tag: Option<Vec<u8>>,
+    stdout: Spool,
+    stderr: Spool,
+}
 
 #[derive(Debug)]
 struct State {
@@ -59,8 +67,8 @@ impl Output {
             bar.finish_and_clear();
         }
         for (_, entry) in std::mem::take(&mut st.pending) {
-            if let Some((out, err)) = entry {
-                emit(&out, &err)?;
+            if let Some(g) = entry {
+                emit(&g)?;
             }
         }
         Ok(())
@@ -87,7 +95,7 @@ fn tag_of(args: &[Vec<u8>]) -> Vec<u8> {
     t
 }
 
-fn emit(stdout: &[u8], stderr: &[u8]) -> io::Result<()> {
+fn emit_bytes(stdout: &[u8], stderr: &[u8]) -> io::Result<()> {
     if !stdout.is_empty() {
         let mut o = io::stdout().lock();
         o.write_all(stdout)?;
@@ -101,11 +109,58 @@ fn emit(stdout: &[u8], stderr: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Prints a grouped job, streaming from its spools (a spilled one is never read whole).
+fn emit(g: &Grouped) -> io::Result<()> {
+    if !g.stdout.is_empty() {
+        let mut o = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        write_tagged(g.tag.as_deref(), &g.stdout, &mut o)?;
+        o.flush()?;
+    }
+    if !g.stderr.is_empty() {
+        let mut e = BufWriter::with_capacity(64 * 1024, io::stderr().lock());
+        write_tagged(g.tag.as_deref(), &g.stderr, &mut e)?;
+        e.flush()?;
+    }
+    Ok(())
+}
+
+fn write_tagged(tag: Option<&[u8]>, src: &Spool, w: &mut dyn Write) -> io::Result<()> {
+    let Some(tag) = tag else {
+        return src.copy_to(w);
+    };
+    let mut r = BufReader::with_capacity(64 * 1024, src.reader()?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        w.write_all(tag)?;
+        w.write_all(&line)?;
+    }
+}
+
+/// Writes a `--results` file as a new file: an old one (a regular file or a planted symlink)
+/// is unlinked first, and the new one is created with `O_EXCL`, which never follows a symlink,
+/// so whatever a link points to is never written.
+fn write_new(path: &Path, data: &Spool) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    data.copy_to(&mut f)
+}
+
 impl State {
     fn flush_in_order(&mut self) -> io::Result<()> {
         while let Some(entry) = self.pending.remove(&self.next) {
-            if let Some((out, err)) = entry {
-                emit(&out, &err)?;
+            if let Some(g) = entry {
+                emit(&g)?;
             }
             self.next += 1;
         }
@@ -118,15 +173,17 @@ impl Events for Output {
         let tag = self.lock().opts.tag.then(|| tag_of(args));
         let data = tagged(tag.as_deref(), data);
         let _ = match stream {
-            Stream::Stdout => emit(&data, b""),
-            Stream::Stderr => emit(b"", &data),
+            Stream::Stdout => emit_bytes(&data, b""),
+            Stream::Stderr => emit_bytes(b"", &data),
         };
     }
 
     fn done(&self, d: JobDone<'_>) -> io::Result<()> {
         let mut st = self.lock();
-        let f = &d.finished;
-        if let Some(log) = &mut st.opts.joblog {
+        let f = d.finished;
+        // A job pardo itself stopped (Ctrl-C, TERM, --halt now) did not finish: as GNU parallel
+        // does, it stays out of the joblog, so --resume runs it again.
+        if let (Some(log), false) = (&mut st.opts.joblog, f.stopped) {
             log.write(&JoblogEntry {
                 seq: d.seq,
                 start_unix_s: d.start_unix_s,
@@ -141,8 +198,19 @@ impl Events for Output {
         if let Some(dir) = &st.opts.results {
             let job_dir = dir.join(d.seq.to_string());
             std::fs::create_dir_all(&job_dir)
-                .and_then(|()| std::fs::write(job_dir.join("stdout"), &f.stdout))
-                .and_then(|()| std::fs::write(job_dir.join("stderr"), &f.stderr))
+                .and_then(|()| {
+                    // A planted symlink in place of the job's directory would send the files
+                    // elsewhere.
+                    if std::fs::symlink_metadata(&job_dir)?
+                        .file_type()
+                        .is_symlink()
+                    {
+                        return Err(io::Error::other("is a symbolic link, not a directory"));
+                    }
+                    Ok(())
+                })
+                .and_then(|()| write_new(&job_dir.join("stdout"), &f.stdout))
+                .and_then(|()| write_new(&job_dir.join("stderr"), &f.stderr))
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot write {}: {e}", job_dir.display()))
                 })?;
@@ -150,14 +218,16 @@ impl Events for Output {
         if let Some(bar) = &st.opts.bar {
             bar.inc(1);
         }
-        let tag = st.opts.tag.then(|| tag_of(d.args));
-        let out = tagged(tag.as_deref(), &f.stdout);
-        let err = tagged(tag.as_deref(), &f.stderr);
+        let g = Grouped {
+            tag: st.opts.tag.then(|| tag_of(d.args)),
+            stdout: f.stdout,
+            stderr: f.stderr,
+        };
         if st.opts.keep_order {
-            st.pending.insert(d.seq, Some((out, err)));
+            st.pending.insert(d.seq, Some(g));
             st.flush_in_order()
         } else {
-            emit(&out, &err)
+            emit(&g)
         }
     }
 

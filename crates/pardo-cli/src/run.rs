@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -83,15 +82,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     if (a.resume || a.resume_failed) && a.joblog.is_none() {
         bail!("--resume and --resume-failed need --joblog FILE");
     }
-    let duration = |what: &str, s: f64| {
-        if s.is_finite() && s >= 0.0 {
-            Ok(Duration::from_secs_f64(s))
-        } else {
-            Err(anyhow::anyhow!("invalid {what} {s}: expected seconds >= 0"))
-        }
-    };
-    let timeout = a.timeout.map(|t| duration("--timeout", t)).transpose()?;
-    let grace = duration("--grace", a.grace)?;
+    let (timeout, grace) = (a.timeout, a.grace);
 
     let (command, groups) = args::split_rest(&a.rest);
     let template = Template::parse(&command);
@@ -100,6 +91,11 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     if a.dry_run {
         return dry_run(&template, inputs, slots);
     }
+
+    // Before anything that can block or write (the joblog), so a signal from then on stops the
+    // run cleanly; a caller that sees the joblog header knows signals are handled.
+    let control = Arc::new(RunControl::new().context("cannot set up the run")?);
+    install_interrupt_handler(control.clone());
 
     let skip = match &a.joblog {
         Some(path) if a.resume || a.resume_failed => joblog::done_jobs(path, a.resume_failed)
@@ -125,6 +121,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         Retention::SummaryOnly
     };
     let recorder = Recorder::new(run, true, retention);
+    let guard = spawn_guard().map(Arc::new);
     let runner = Runner::new(
         template,
         RunOptions {
@@ -135,6 +132,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             halt,
             line_buffer: a.line_buffer && !a.keep_order,
             skip,
+            guard: guard.clone(),
         },
         recorder.clone(),
     );
@@ -145,10 +143,13 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         results: a.results.clone(),
         bar,
     });
-    let control = Arc::new(RunControl::new().context("cannot set up the run")?);
-    install_interrupt_handler(control.clone());
 
     let result = runner.run(inputs, &output, &control);
+    drop(runner);
+    // Every job has ended: tell the guard so, and let it go.
+    if let Some(g) = guard.and_then(Arc::into_inner) {
+        g.finish();
+    }
     output.finish().context("cannot write the output")?;
     let report = recorder.report();
     if let Some(path) = &a.json {
@@ -216,9 +217,46 @@ fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
     bar
 }
 
+/// The hidden first argument that makes this binary the guard of a run (see
+/// [`pardo::command::guard`]). An option, so it can never be the name of a user's command.
+pub const GUARD_ARG: &str = "--internal-guard";
+
+/// Starts the process that kills the run's jobs should pardo die without stopping them (e.g.
+/// `kill -9`). Without one (no /proc to find this binary, no process left) the run goes on as
+/// before, with a warning.
+fn spawn_guard() -> Option<pardo::command::Guard> {
+    let started = std::env::current_exe().and_then(|exe| {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg(GUARD_ARG);
+        pardo::command::Guard::spawn(cmd)
+    });
+    match started {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!(
+                "pardo: warning: cannot start the guard process ({e}); if pardo is killed \
+                 with SIGKILL its jobs will run on"
+            );
+            None
+        }
+    }
+}
+
+/// Opens a file pardo writes for `--json`: created or truncated, but never through a symlink
+/// (someone else's link in a shared directory would make pardo overwrite its target).
+fn create_no_follow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(joblog::no_follow(path))
+        .open(path)
+}
+
 fn write_json(path: &std::path::Path, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
     let mut file = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+        create_no_follow(path).with_context(|| format!("cannot write {}", path.display()))?,
     );
     Json.write(report, &recorder.records(), &mut file)
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -13,6 +13,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::guard::Guard;
+use super::spool::Spool;
+
 /// What to run: argv directly, or shell code under `sh -c`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
@@ -59,7 +62,7 @@ pub struct Limits {
 }
 
 /// How a job ended and what it used.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Finished {
     /// Exit code when it exited.
     pub exit_code: Option<i32>,
@@ -75,10 +78,10 @@ pub struct Finished {
     pub cpu_sys_ns: u64,
     /// Peak resident memory of the largest process in the job.
     pub max_rss_bytes: u64,
-    /// Standard output (empty with [`Capture::Lines`]).
-    pub stdout: Vec<u8>,
-    /// Standard error (empty with [`Capture::Lines`]).
-    pub stderr: Vec<u8>,
+    /// Standard output (empty with [`Capture::Lines`]); in a temporary file when large.
+    pub stdout: Spool,
+    /// Standard error (empty with [`Capture::Lines`]); in a temporary file when large.
+    pub stderr: Spool,
     /// Bytes written to both streams.
     pub output_bytes: u64,
     /// Bytes written to standard output (GNU parallel's joblog `Receive`).
@@ -92,6 +95,9 @@ pub struct StopSignal<'a> {
     pub wake: [RawFd; 2],
     /// 0 running, 1 stop (TERM, then KILL after the grace), 2 KILL now.
     pub level: &'a std::sync::atomic::AtomicU8,
+    /// Told of the job's process group while it may run, so it can kill the group if the
+    /// runner dies.
+    pub guard: Option<&'a Guard>,
 }
 
 /// Runs `program` to the end: spawns it as the leader of a new process group with stdin from
@@ -130,16 +136,23 @@ pub fn run(
         Err(e) => return not_started(program, e),
     };
     let pid = child.id() as libc::pid_t;
-    let mut unreaped = ReapOnError(Some(pid));
+    if let Some(g) = stop.guard {
+        g.add(pid);
+    }
+    let mut unreaped = ReapOnError(Some(pid), stop.guard);
     let mut out = child.stdout.take().map(OwnedFd::from);
     let mut err = child.stderr.take().map(OwnedFd::from);
     let pidfd = pidfd_open(pid);
     let mut fin = Finished::default();
-    let mut reaped = false;
+    // The leader has exited but is left unreaped (a zombie) until the end: while it is, its pid
+    // and so its process group id cannot be taken by another process, and signalling the group
+    // can only reach this job.
+    let mut exited = false;
     let mut acted_level = 0u8;
+    let mut interrupted = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
-    let deadline = limits.timeout.map(|t| started + t);
+    let deadline = limits.timeout.map(|t| later(started, t));
     let mut partial = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 64 * 1024];
 
@@ -147,13 +160,17 @@ pub fn run(
         let level = stop.level.load(std::sync::atomic::Ordering::SeqCst);
         if level > acted_level {
             acted_level = level;
-            fin.stopped = true;
+            // A job whose leader already ended on its own was not stopped: it finished, and
+            // counts so. What it left in its group is stopped all the same.
+            exited = exited || has_exited(pid);
+            fin.stopped |= !exited;
+            interrupted = true;
             if level >= 2 {
                 signal_group(pid, libc::SIGKILL);
                 killed = true;
             } else if kill_at.is_none() {
                 signal_group(pid, libc::SIGTERM);
-                kill_at = Some(Instant::now() + limits.grace);
+                kill_at = Some(later(Instant::now(), limits.grace));
             }
         }
         let now = Instant::now();
@@ -161,7 +178,7 @@ pub fn run(
             if now >= d && kill_at.is_none() && !killed {
                 fin.timed_out = true;
                 signal_group(pid, libc::SIGTERM);
-                kill_at = Some(now + limits.grace);
+                kill_at = Some(later(now, limits.grace));
             }
         }
         if let Some(k) = kill_at {
@@ -171,7 +188,7 @@ pub fn run(
             }
         }
         let pipes_open = out.is_some() || err.is_some();
-        if !pipes_open && (reaped || pidfd.is_none()) {
+        if !pipes_open && (exited || pidfd.is_none()) {
             break;
         }
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
@@ -182,7 +199,7 @@ pub fn run(
                 kinds.push(i as u8);
             }
         }
-        if let (Some(p), false) = (&pidfd, reaped) {
+        if let (Some(p), false) = (&pidfd, exited) {
             fds.push(pollfd(p.as_raw_fd()));
             kinds.push(2);
         }
@@ -251,8 +268,8 @@ pub fn run(
                     let data = &buf[..n];
                     match &mut capture {
                         Capture::Group => match stream {
-                            Stream::Stdout => fin.stdout.extend_from_slice(data),
-                            Stream::Stderr => fin.stderr.extend_from_slice(data),
+                            Stream::Stdout => fin.stdout.write_all(data)?,
+                            Stream::Stderr => fin.stderr.write_all(data)?,
                         },
                         Capture::Lines(f) => {
                             part.extend_from_slice(data);
@@ -263,37 +280,37 @@ pub fn run(
                         }
                     }
                 }
-                2 => {
-                    reaped = reap(pid, false, &mut fin)?;
-                    if reaped {
-                        unreaped.0 = None;
-                    }
-                }
+                2 => exited = has_exited(pid),
                 _ => {}
             }
         }
     }
-    if !reaped {
-        reap(pid, true, &mut fin)?;
-    }
-    unreaped.0 = None;
-    if fin.timed_out || fin.stopped {
-        // The leader is gone; take down anything it left in its group.
+    if fin.timed_out || interrupted {
+        // Take down anything the leader left in its group, while the unreaped leader still
+        // holds the group id.
         signal_group(pid, libc::SIGKILL);
     }
+    if let Some(g) = stop.guard {
+        g.remove(pid);
+    }
+    unreaped.0 = None;
+    reap(pid, &mut fin)?;
     drop(child);
     Ok(fin)
 }
 
 /// Kills and reaps a job whose wait ended in an error, so an error never leaves a zombie or a
-/// running process group behind. Disarmed (set to `None`) as soon as the leader is reaped: after
-/// that its pid may belong to another process.
-struct ReapOnError(Option<libc::pid_t>);
+/// running process group behind. Disarmed (set to `None`) just before the leader is reaped:
+/// after that its pid may belong to another process.
+struct ReapOnError<'a>(Option<libc::pid_t>, Option<&'a Guard>);
 
-impl Drop for ReapOnError {
+impl Drop for ReapOnError<'_> {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
             signal_group(pid, libc::SIGKILL);
+            if let Some(g) = self.1 {
+                g.remove(pid);
+            }
             // SAFETY: `pid` is our own unreaped child; a null status pointer is allowed.
             unsafe {
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
@@ -321,7 +338,7 @@ fn not_started(program: &Program, e: io::Error) -> io::Result<Finished> {
     Ok(Finished {
         exit_code: Some(code),
         output_bytes: msg.len() as u64,
-        stderr: msg,
+        stderr: Spool::from(msg),
         ..Finished::default()
     })
 }
@@ -354,19 +371,50 @@ fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
 }
 
-/// Reaps `pid` with `wait4`, filling exit status and usage. Returns false when `block` is false
-/// and the job has not exited yet.
-fn reap(pid: libc::pid_t, block: bool, fin: &mut Finished) -> io::Result<bool> {
+/// `now + d`, or a time too far away to matter when that is past what an `Instant` holds (a
+/// `--timeout` of 1e18 seconds must not panic).
+fn later(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// True once `pid` (our child) has exited. It is not reaped: `WNOWAIT` leaves it a zombie.
+fn has_exited(pid: libc::pid_t) -> bool {
+    loop {
+        // SAFETY: zeroed siginfo is valid; waitid writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid for writes; `pid` is our own unreaped child.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            // SAFETY: waitid succeeded; with WNOHANG `si_pid` is 0 when nothing has exited.
+            return unsafe { info.si_pid() } != 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // ECHILD cannot happen for our unreaped child; treat anything else as "not yet"
+            // and let the final blocking reap settle it.
+            return false;
+        }
+    }
+}
+
+/// Reaps `pid` with `wait4` (waiting for it to exit), filling exit status and usage.
+fn reap(pid: libc::pid_t, fin: &mut Finished) -> io::Result<()> {
+    trace("reap");
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 writes into both out-parameters.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        let flags = if block { 0 } else { libc::WNOHANG };
         // SAFETY: `status` and `ru` are valid for writes.
-        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
-        if rc == 0 {
-            return Ok(false);
-        }
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -385,12 +433,58 @@ fn reap(pid: libc::pid_t, block: bool, fin: &mut Finished) -> io::Result<bool> {
     fin.cpu_user_ns = tv(ru.ru_utime);
     fin.cpu_sys_ns = tv(ru.ru_stime);
     fin.max_rss_bytes = (ru.ru_maxrss as u64).saturating_mul(1024);
-    Ok(true)
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// What this thread did to its jobs, in order, for tests of the ordering.
+    static TRACE: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn trace(_what: &'static str) {
+    #[cfg(test)]
+    TRACE.with(|t| t.borrow_mut().push(_what));
 }
 
 fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
+    trace("signal");
     // SAFETY: killpg only sends a signal; a group that no longer exists gives ESRCH.
     unsafe {
         libc::killpg(pgid, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU8;
+
+    #[test]
+    fn a_stopped_jobs_group_is_signalled_before_its_leader_is_reaped() {
+        let level = AtomicU8::new(0);
+        let stop = StopSignal {
+            wake: [-1, -1],
+            level: &level,
+            guard: None,
+        };
+        // A timeout of zero: the job is stopped (TERM, then the group KILL) as it starts.
+        let limits = Limits {
+            timeout: Some(Duration::ZERO),
+            grace: Duration::from_secs(30),
+        };
+        let fin = run(
+            &Program::Shell(b"sleep 30 & wait".to_vec()),
+            limits,
+            &stop,
+            Capture::Group,
+        )
+        .unwrap();
+        assert!(fin.timed_out);
+        let trace = TRACE.with(|t| t.take());
+        assert!(trace.contains(&"signal"), "{trace:?}");
+        // Once reaped, the leader's pid (the group id) may be another process's: nothing
+        // may be signalled after the reap.
+        assert_eq!(trace.last(), Some(&"reap"), "{trace:?}");
     }
 }

@@ -77,13 +77,26 @@ pub struct Joblog {
 impl Joblog {
     /// Creates (truncates) the joblog and writes the header, or with `append` opens it to add
     /// lines after those already there (writing the header if the file is empty).
+    ///
+    /// A symlink in the joblog's place is refused, not followed: in a shared directory someone
+    /// else may have planted it to make the runner overwrite or append to its target.
     pub fn open(path: &Path, append: bool) -> io::Result<Joblog> {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut file = OpenOptions::new()
             .create(true)
             .write(true)
             .append(append)
             .truncate(!append)
-            .open(path)?;
+            .custom_flags(no_follow(path))
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::other("it is a symbolic link; pardo does not write through one")
+                } else {
+                    e
+                }
+            })?;
+
         if file.metadata()?.len() == 0 {
             file.write_all(format!("{HEADER}\n").as_bytes())?;
         }
@@ -94,6 +107,24 @@ impl Joblog {
     pub fn write(&mut self, e: &JoblogEntry<'_>) -> io::Result<()> {
         self.file.write_all(&format_line(e))?;
         self.file.flush()
+    }
+}
+
+/// `O_NOFOLLOW`, the open flag for a file the runner writes — except for the few system links
+/// people pass on purpose (`--joblog /dev/stderr`), which live in a directory only root can
+/// write to.
+///
+/// ```
+/// use pardo::command::joblog::no_follow;
+/// assert_eq!(no_follow("/tmp/log".as_ref()), libc::O_NOFOLLOW);
+/// assert_eq!(no_follow("/dev/stderr".as_ref()), 0);
+/// ```
+pub fn no_follow(path: &Path) -> i32 {
+    let system = ["/dev/stdout", "/dev/stderr", "/dev/null"];
+    if system.iter().any(|s| path == Path::new(s)) {
+        0
+    } else {
+        libc::O_NOFOLLOW
     }
 }
 

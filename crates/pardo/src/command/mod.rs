@@ -10,21 +10,28 @@
 //!   attempt to a [`Recorder`](crate::monitor::Recorder) and handing each finished job to
 //!   [`Events`] (output, joblog).
 //! - [`joblog`] writes and reads GNU parallel's joblog format.
+//! - [`Spool`] holds a job's grouped output: in memory up to [`SPILL_AT`] bytes per stream, in
+//!   an unlinked temporary file past that.
+//! - [`guard`] kills the jobs of a runner that died without stopping them (`kill -9`).
 //!
 //! What is promised: inputs are pulled from the iterator only as slots free up (memory follows
 //! the slot count, not the input size); every job that started is reported to [`Events::done`]
 //! exactly once, after its last attempt; a stopped run starts nothing new and leaves no process
 //! of a job it stopped behind.
 
+pub mod guard;
 pub mod job;
 pub mod joblog;
 mod run;
+mod spool;
 mod template;
 
+pub use guard::Guard;
 pub use job::{Finished, Program, Stream};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
+pub use spool::{Spool, SPILL_AT};
 pub use template::{
     apply, escape_into, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template,
 };

@@ -4,9 +4,10 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::guard::Guard;
 use super::job::{self, Capture, Finished, Limits, Program, StopSignal, Stream};
 use super::template::{JobArgs, Template};
 use super::CommandError;
@@ -60,6 +61,9 @@ pub struct RunOptions {
     pub line_buffer: bool,
     /// Job numbers not to run (`--resume`); they are reported to [`Events::skipped`].
     pub skip: HashSet<u64>,
+    /// A [`Guard`] to tell of every job's process group, so the jobs die with the runner even
+    /// when it is killed with SIGKILL.
+    pub guard: Option<Arc<Guard>>,
 }
 
 impl Default for RunOptions {
@@ -72,6 +76,7 @@ impl Default for RunOptions {
             halt: None,
             line_buffer: false,
             skip: HashSet::new(),
+            guard: None,
         }
     }
 }
@@ -224,7 +229,7 @@ pub struct RunOutcome {
 /// struct Collect(Mutex<Vec<Vec<u8>>>);
 /// impl Events for Collect {
 ///     fn done(&self, d: JobDone<'_>) -> std::io::Result<()> {
-///         self.0.lock().unwrap().push(d.finished.stdout);
+///         self.0.lock().unwrap().push(d.finished.stdout.to_vec()?);
 ///         Ok(())
 ///     }
 /// }
@@ -263,12 +268,63 @@ struct Tally {
     error: Option<CommandError>,
 }
 
+/// What the main loop of a run waits for.
+enum Feed {
+    /// The next input.
+    Item(io::Result<Vec<Vec<u8>>>),
+    /// The inputs are exhausted.
+    End,
+    /// Look at the stop conditions again (an interrupt, a halt, an error).
+    Stop,
+}
+
+struct EndOnDrop(mpsc::SyncSender<Feed>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(Feed::End);
+    }
+}
+
 struct Shared<'a> {
     rx: Mutex<mpsc::Receiver<Job>>,
     no_more: AtomicBool,
+    /// Wakes the main loop when `no_more` is set while it waits for input.
+    nudge: mpsc::SyncSender<Feed>,
     tally: Mutex<Tally>,
     control: &'a RunControl,
     events: &'a dyn Events,
+}
+
+impl Shared<'_> {
+    fn start_nothing_new(&self) {
+        self.no_more.store(true, Ordering::SeqCst);
+        // A full channel means the main loop is not waiting for input and will see the flag.
+        let _ = self.nudge.try_send(Feed::Stop);
+    }
+}
+
+/// Blocks until one of `fds` is readable or hung up; returns its index (None on a poll error).
+fn wait_readable(fds: &[std::os::fd::RawFd]) -> Option<usize> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs.
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if rc < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return None;
+        }
+        return pfds.iter().position(|p| p.revents != 0);
+    }
 }
 
 impl Runner {
@@ -284,17 +340,43 @@ impl Runner {
     /// Runs every argument list from `inputs` (job numbers count from 1 in input order) and
     /// returns when all started jobs have ended. An input error, an over-long command line or
     /// an [`Events::done`] error stops the run and is returned once running jobs have ended.
+    ///
+    /// `inputs` is read on a thread of its own, a few items ahead (as many as there are
+    /// slots), so that an interrupt stops the run even while the next input is slow to come.
+    /// If the run stops while that thread is blocked inside `inputs`, the thread is left to
+    /// end by itself when `inputs` returns (or with the process).
     pub fn run(
         &self,
-        inputs: impl Iterator<Item = io::Result<Vec<Vec<u8>>>>,
+        inputs: impl Iterator<Item = io::Result<Vec<Vec<u8>>>> + Send + 'static,
         events: &dyn Events,
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
         let slots = self.opts.slots.max(1);
         let (tx, rx) = mpsc::sync_channel::<Job>(slots);
+        // Inputs are read on a thread of their own, so that waiting for input that may never
+        // come (a pipe nobody writes to) cannot keep an interrupt from stopping the run. Its
+        // channel is bounded by the slot count, like the jobs': memory follows concurrency.
+        let (feed_tx, feed_rx) = mpsc::sync_channel::<Feed>(slots);
+        let reader_tx = feed_tx.clone();
+        std::thread::Builder::new()
+            .name("pardo-inputs".into())
+            .spawn(move || {
+                // Sends `End` however the loop ends, a panicking iterator included, so the
+                // main loop never waits for an input that cannot come.
+                let reader = EndOnDrop(reader_tx);
+                for item in inputs {
+                    if reader.0.send(Feed::Item(item)).is_err() {
+                        return; // the run is over
+                    }
+                }
+            })
+            .map_err(CommandError::Setup)?;
+        // Closed when the main loop is done, which ends the watcher below.
+        let (over_r, over_w) = wake_pipe().map_err(CommandError::Setup)?;
         let shared = Shared {
             rx: Mutex::new(rx),
             no_more: AtomicBool::new(false),
+            nudge: feed_tx.clone(),
             tally: Mutex::new(Tally::default()),
             control,
             events,
@@ -305,11 +387,26 @@ impl Runner {
                 let shared = &shared;
                 s.spawn(move || self.slot_loop(slot, shared));
             }
+            let watcher_tx = feed_tx;
+            let over_r = &over_r;
+            // Turns the interrupt pipe into a message for the main loop, which may be waiting
+            // for the next input.
+            s.spawn(move || {
+                if wait_readable(&[control.wake_fds()[0], over_r.as_raw_fd()]) == Some(0) {
+                    // A full channel means the main loop is not waiting and will see the level.
+                    let _ = watcher_tx.try_send(Feed::Stop);
+                }
+            });
             let mut seq = 0u64;
-            for item in inputs {
+            loop {
                 if shared.no_more.load(Ordering::SeqCst) || control.level() > 0 {
                     break;
                 }
+                let item = match feed_rx.recv() {
+                    Ok(Feed::Item(item)) => item,
+                    Ok(Feed::Stop) => continue,
+                    Ok(Feed::End) | Err(_) => break,
+                };
                 let args = match item {
                     Ok(a) => a,
                     Err(e) => {
@@ -334,7 +431,12 @@ impl Runner {
                 }
             }
             drop(tx);
+            drop(over_w);
         });
+        // Dropping `feed_rx` here ends the reader at its next item; a reader blocked on input
+        // that never comes stays blocked (its thread is detached) until the input closes or
+        // the process exits.
+        drop(feed_rx);
         let tally = shared.tally.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = input_error.or(tally.error) {
             return Err(e);
@@ -360,9 +462,8 @@ impl Runner {
             }
             shared.events.started(job.seq);
             if let Err(e) = self.run_job(slot, &job, shared, &writer) {
-                let mut t = lock(&shared.tally);
-                t.error.get_or_insert(e);
-                shared.no_more.store(true, Ordering::SeqCst);
+                lock(&shared.tally).error.get_or_insert(e);
+                shared.start_nothing_new();
             }
         }
     }
@@ -390,11 +491,13 @@ impl Runner {
         let stop = StopSignal {
             wake: shared.control.wake_fds(),
             level: &shared.control.level,
+            guard: self.opts.guard.as_deref(),
         };
         let tries = self.opts.tries.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
+            writer.set_running(true);
             let start_wall = SystemTime::now();
             let started_ns = self.recorder.now_ns();
             let t0 = Instant::now();
@@ -406,7 +509,9 @@ impl Runner {
             } else {
                 Capture::Group
             };
-            let fin = job::run(&program, limits, &stop, capture).map_err(|e| {
+            let fin = job::run(&program, limits, &stop, capture);
+            writer.set_running(false);
+            let fin = fin.map_err(|e| {
                 if e.raw_os_error() == Some(libc::E2BIG) {
                     CommandError::TooLong {
                         seq: job.seq,
@@ -484,7 +589,7 @@ impl Runner {
                 HaltOn::Success(_) => 0,
                 _ => exit.filter(|&c| c != 0).unwrap_or(1),
             });
-            shared.no_more.store(true, Ordering::SeqCst);
+            shared.start_nothing_new();
             if halt.when == HaltWhen::Now {
                 shared.control.raise_to(1);
             }
