@@ -23,8 +23,14 @@ fn keep_order_prints_in_input_order_although_job_2_finishes_first() {
         .success()
         .stdout("1\n2\n")
         .stderr("");
-    // Without -k the output comes as jobs end.
-    std::fs::remove_file(dir.path().join("2")).unwrap();
+    // Without -k the output comes as jobs end. Here job 1 waits until job 2 has been reaped
+    // (its /proc entry is gone), not only until it wrote its file, so job 2's output is out
+    // before job 1 can end.
+    let script = format!(
+        "if [ {{}} = 1 ]; then while [ ! -s {d}/pid ]; do sleep 0.01; done; \
+         while [ -e /proc/$(cat {d}/pid) ]; do sleep 0.01; done; else echo $$ > {d}/pid; fi; \
+         echo {{}}"
+    );
     pardo()
         .args(["-j", "2", &script, ":::", "1", "2"])
         .assert()
