@@ -25,9 +25,21 @@ fn wait_task(_: u64) {
     pardo_demo::workloads::wait_for(WAIT);
 }
 
-/// Runs `w` on a fresh thread pool of `workers` and returns the pool's report.
-fn measure(w: &Workload, workers: usize) -> anyhow::Result<Report> {
-    let pool = ThreadPool::builder().workers(workers).build()?;
+/// How many workers a demo run gets: a fixed count, or pardo's own choice.
+#[derive(Clone, Copy, PartialEq)]
+enum Workers {
+    Fixed(usize),
+    Auto,
+}
+
+/// Runs `w` on a fresh thread pool and returns the pool's report.
+fn measure(w: &Workload, workers: Workers) -> anyhow::Result<Report> {
+    let builder = ThreadPool::builder();
+    let pool = match workers {
+        Workers::Fixed(n) => builder.workers(n),
+        Workers::Auto => builder.auto().max_workers(w.tasks as usize),
+    }
+    .build()?;
     for result in pool.map(0..w.tasks, w.run).chunk_size(1) {
         result?;
     }
@@ -48,48 +60,79 @@ pub fn run() -> anyhow::Result<ExitCode> {
     };
 
     println!(
-        "pardo demo: the thread pool on {cores} core(s), each workload at 1 worker and more\n"
+        "pardo demo: the thread pool on {cores} core(s), each workload at 1 worker, at more, \
+         and at the count pardo picks itself (auto)\n"
     );
     println!(
-        "{:<16} {:>7} {:>6} {:>10} {:>8} {:>10} {:>9}  verdict",
-        "workload", "workers", "tasks", "wall", "speedup", "efficiency", "cpu/wall"
+        "{:<16} {:>7} {:>6} {:>10} {:>11} {:>10} {:>9}  verdict",
+        "workload", "workers", "tasks", "wall", "vs 1 worker", "efficiency", "cpu/wall"
     );
     let mut last = Vec::new();
     for w in [&cpu, &io] {
-        let one = measure(w, 1)?;
-        let mut sizes = vec![1, cores];
+        let one = measure(w, Workers::Fixed(1))?;
+        let mut sizes = vec![Workers::Fixed(1), Workers::Fixed(cores)];
         // Ask the one-worker run what it recommends and show that too, measured.
         if let Some(suggested) = suggested_workers(&one) {
-            if !sizes.contains(&suggested) {
-                sizes.push(suggested);
+            if !sizes.contains(&Workers::Fixed(suggested)) {
+                sizes.push(Workers::Fixed(suggested));
             }
         }
-        let mut reports = vec![(1, one)];
+        sizes.push(Workers::Auto);
+        let mut reports = vec![(Workers::Fixed(1), one)];
         for &n in &sizes[1..] {
             reports.push((n, measure(w, n)?));
         }
+        // Speedup as a user means it: the one-worker run's wall time over this run's, both
+        // measured here; efficiency divides it by the (mean) worker count.
+        let base = reports[0].1.wall_ns as f64;
         for (n, r) in &reports {
+            let vs_one = base / r.wall_ns.max(1) as f64;
+            let label = match n {
+                Workers::Fixed(n) => n.to_string(),
+                Workers::Auto => format!("auto {:.0}", r.workers),
+            };
             println!(
-                "{:<16} {:>7} {:>6} {:>10} {:>8.2} {:>9.0}% {:>9}  {}",
+                "{:<16} {:>7} {:>6} {:>10} {:>10.2}x {:>9.0}% {:>9}  {}",
                 w.name,
-                n,
+                label,
                 r.tasks,
                 format_duration(r.wall_ns),
-                r.speedup,
-                r.efficiency * 100.0,
+                vs_one,
+                vs_one / r.workers.max(1.0) * 100.0,
                 r.cpu_ratio.map_or("-".to_owned(), |c| format!("{c:.2}")),
                 r.workload
             );
         }
-        let base = reports[0].1.wall_ns as f64;
         if let Some((n, best)) = reports.iter().min_by_key(|(_, r)| r.wall_ns) {
+            let at = match n {
+                Workers::Fixed(n) => format!("{n} worker(s)"),
+                Workers::Auto => "pardo's own choice".to_owned(),
+            };
             last.push(format!(
-                "{}: fastest at {n} worker(s), {:.1}x the wall-clock speed of 1 worker",
+                "{}: fastest at {at}, {:.1}x the wall-clock speed of 1 worker",
                 w.name,
                 base / best.wall_ns.max(1) as f64
             ));
         }
-        if let Some((n, r)) = reports.last() {
+        if let Some((_, auto)) = reports.iter().find(|(n, _)| *n == Workers::Auto) {
+            if let (Some(first), Some(end)) = (auto.concurrency.first(), auto.concurrency.last()) {
+                let path: Vec<String> = std::iter::once(first.from)
+                    .chain(auto.concurrency.iter().map(|c| c.to))
+                    .map(|n| n.to_string())
+                    .collect();
+                last.push(format!(
+                    "{}, auto: workers {} ({})",
+                    w.name,
+                    path.join(" → "),
+                    end.reason
+                ));
+            }
+        }
+        if let Some((n, r)) = reports.iter().rev().find(|(n, _)| *n != Workers::Auto) {
+            let n = match n {
+                Workers::Fixed(n) => *n,
+                Workers::Auto => 0,
+            };
             for f in &r.findings {
                 last.push(format!("{} at {n} worker(s): {f}", w.name));
             }

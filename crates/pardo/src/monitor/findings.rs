@@ -179,7 +179,7 @@ impl Finding {
             Finding::IoBound { cpu_ratio, workers, suggested_workers } => write!(
                 f,
                 "I/O-bound (cpu/wall {cpu_ratio:.2}): tasks mostly wait, so {workers:.0} {unit} leave \
-                 the CPU idle; {} would keep it busier (more only helps if what they wait on \
+                 the CPU idle; {} to keep it busier (more only helps if what they wait on \
                  scales too)",
                 reader.set_to(suggested_workers)
             ),

@@ -1,4 +1,5 @@
-//! The steering loop: every `interval` (100 ms by default) it reads a running executor's
+//! The steering loop: every `interval` (100 ms by default, more often in the first few
+//! hundred milliseconds) it reads a running executor's
 //! recorder and the machine, hands the [`Controller`] a [`ControlSample`], applies the target it
 //! returns, and keeps a [`Sample`](crate::monitor::Sample) and every change of concurrency in the
 //! run's records.
@@ -115,13 +116,17 @@ fn run<S: Steerable>(
         current = ctl.target();
     }
     let mut prev = Previous::default();
+    // Sample quickly at first and slow down to `interval`: a short run must not spend its
+    // whole life at the starting count waiting for the first sample.
+    let mut wait = (interval / 8).max(Duration::from_millis(1));
     loop {
         {
             let stopped = lock(&stop.0);
             if *stopped {
                 return;
             }
-            let stopped = wait_timeout(&stop.1, stopped, interval);
+            let stopped = wait_timeout(&stop.1, stopped, wait);
+            wait = (wait * 2).min(interval);
             if *stopped {
                 return;
             }
