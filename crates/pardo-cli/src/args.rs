@@ -32,7 +32,8 @@ To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo`
     after_help = EXIT_STATUS
 )]
 pub struct Args {
-    /// Jobs at once: N, N% of the cores, +N or -N cores (default: one per core).
+    /// Jobs at once: N, N% of the cores, +N or -N cores, or `auto` (the default): pardo starts
+    /// at one per core and steers the count while the run goes, up to --max-jobs.
     #[arg(
         short = 'j',
         long = "jobs",
@@ -94,6 +95,10 @@ pub struct Args {
     /// Put N arguments on each command line.
     #[arg(short = 'n', long = "max-args", value_name = "N")]
     pub max_args: Option<usize>,
+    /// With automatic job count (no -j, or -j auto): never more than N jobs at once.
+    #[arg(long = "max-jobs", value_name = "N", default_value_t = DEFAULT_MAX_JOBS,
+          value_parser = clap::value_parser!(usize))]
+    pub max_jobs: usize,
     /// Split each input line into columns at REGEX ({1}, {2}, ...).
     #[arg(long, value_name = "REGEX")]
     pub colsep: Option<String>,
@@ -194,6 +199,37 @@ pub fn parse_jobs(spec: Option<&str>, cores: usize) -> Result<usize, String> {
 /// The most jobs `-j` may ask for at once.
 pub const MAX_JOBS: usize = 4096;
 
+/// How many jobs automatic concurrency may run at once unless `--max-jobs` says otherwise.
+pub const DEFAULT_MAX_JOBS: usize = 256;
+
+/// How many jobs at once: a count, or pardo's own choice up to a maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jobs {
+    /// Exactly this many (`-j N`).
+    Fixed(usize),
+    /// Chosen and steered while the run goes, never more than this (`-j auto`, the default).
+    Auto { max: usize },
+}
+
+/// Parses `-j` with `--max-jobs`: absent or `auto` is automatic; anything else as [`parse_jobs`].
+pub fn parse_concurrency(
+    spec: Option<&str>,
+    max_jobs: usize,
+    cores: usize,
+) -> Result<Jobs, String> {
+    match spec {
+        None | Some("auto") => {
+            if max_jobs == 0 || max_jobs > MAX_JOBS {
+                return Err(format!(
+                    "invalid --max-jobs {max_jobs}: expected 1 to {MAX_JOBS}"
+                ));
+            }
+            Ok(Jobs::Auto { max: max_jobs })
+        }
+        Some(_) => parse_jobs(spec, cores).map(Jobs::Fixed),
+    }
+}
+
 /// Parses a number of seconds (`--timeout`, `--grace`): finite, not negative, and no more than a
 /// [`Duration`] holds. `Duration::from_secs_f64` panics on the others; this says what is wrong.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -256,6 +292,14 @@ mod tests {
         assert!(parse_jobs(Some("+9223372036854775807"), 2).is_err());
         assert!(parse_jobs(Some("inf%"), 2).is_err());
         assert_eq!(parse_jobs(Some("4096"), 2), Ok(MAX_JOBS));
+        assert_eq!(parse_concurrency(None, 256, 2), Ok(Jobs::Auto { max: 256 }));
+        assert_eq!(
+            parse_concurrency(Some("auto"), 8, 2),
+            Ok(Jobs::Auto { max: 8 })
+        );
+        assert_eq!(parse_concurrency(Some("3"), 8, 2), Ok(Jobs::Fixed(3)));
+        assert!(parse_concurrency(None, 0, 2).is_err());
+        assert!(parse_concurrency(Some("auto"), MAX_JOBS + 1, 2).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use pardo::command::joblog::{self, Joblog};
 use pardo::command::{CommandError, JobArgs, RunControl, RunOptions, Runner, Template};
 use pardo::monitor::export::{Export, Json};
 use pardo::monitor::{format_duration, Recorder, Report, Retention, RunRecord};
+use pardo::tune::controller::ControllerConfig;
 
 use crate::args::{self, Args};
 use crate::inputs;
@@ -74,7 +75,13 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         }
     };
     let cores = pardo::monitor::available_cores();
-    let slots = args::parse_jobs(a.jobs.as_deref(), cores).map_err(anyhow::Error::msg)?;
+    let jobs = args::parse_concurrency(a.jobs.as_deref(), a.max_jobs, cores)
+        .map_err(anyhow::Error::msg)?;
+    // Slots: the fixed count, or the most an automatic run may open; it starts at the cores.
+    let (slots, start) = match jobs {
+        args::Jobs::Fixed(n) => (n, n),
+        args::Jobs::Auto { max } => (max, cores.min(max)),
+    };
     let halt = match &a.halt {
         Some(h) => args::parse_halt(h).map_err(anyhow::Error::msg)?,
         None => None,
@@ -89,7 +96,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let (inputs, total) = inputs::build(groups, a.colsep.as_deref(), a.max_args)?;
 
     if a.dry_run {
-        return dry_run(&template, inputs, slots);
+        return dry_run(&template, inputs, start);
     }
 
     // Before anything that can block or write (the joblog), so a signal from then on stops the
@@ -113,8 +120,14 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let show_bar = (a.bar || a.progress || a.eta) && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| progress_bar(total));
 
-    let mut run = RunRecord::now("command", slots);
-    run.settings.push(("jobs".into(), slots.to_string()));
+    let mut run = RunRecord::now("command", start);
+    run.settings.push((
+        "jobs".into(),
+        match jobs {
+            args::Jobs::Fixed(n) => n.to_string(),
+            args::Jobs::Auto { max } => format!("auto (at most {max})"),
+        },
+    ));
     let retention = if a.json.is_some() {
         Retention::All
     } else {
@@ -126,6 +139,10 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         template,
         RunOptions {
             slots,
+            auto: match jobs {
+                args::Jobs::Fixed(_) => None,
+                args::Jobs::Auto { max } => Some(ControllerConfig::new(cores, max)),
+            },
             timeout,
             grace,
             tries: a.retries.max(1),
@@ -283,6 +300,18 @@ fn print_stats(r: &Report) {
         r.utilisation * 100.0,
         r.speedup
     );
+    if let (Some(first), Some(last)) = (r.concurrency.first(), r.concurrency.last()) {
+        let path: Vec<String> = std::iter::once(first.from)
+            .chain(r.concurrency.iter().map(|c| c.to))
+            .map(|n| n.to_string())
+            .collect();
+        let _ = writeln!(
+            e,
+            "pardo: jobs at once (automatic): {} ({})",
+            path.join(" → "),
+            last.reason
+        );
+    }
     let _ = writeln!(
         e,
         "pardo: job time p50 {} p99 {} max {}; CPU user {} sys {}; peak RSS {}",

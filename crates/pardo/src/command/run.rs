@@ -1,10 +1,11 @@
-//! [`Runner`]: a stream of jobs on a fixed number of slots.
+//! [`Runner`]: a stream of jobs on a number of slots, fixed or steered while the run goes
+//! ([`RunOptions::auto`]).
 
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::guard::Guard;
@@ -12,8 +13,11 @@ use super::job::{self, Capture, Finished, Limits, Program, StopSignal, Stream};
 use super::template::{JobArgs, Template};
 use super::CommandError;
 use crate::monitor::{Recorder, TaskRecord};
-use crate::sync::lock;
+use crate::pool::PoolError;
+use crate::sync::{lock, wait};
 use crate::task::{Outcome, TaskId};
+use crate::tune::controller::ControllerConfig;
+use crate::tune::steer::{Steerable, Steering, DEFAULT_INTERVAL};
 
 /// When a `--halt` condition stops the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +51,12 @@ pub struct Halt {
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Jobs at once, at least 1.
+    /// Jobs at once, at least 1; with [`auto`](RunOptions::auto), the most at once.
     pub slots: usize,
+    /// Let the concurrency controller choose the number of jobs at once and steer it while
+    /// the run goes (`-j auto`), between 1 and `slots`. The changes and their reasons go into
+    /// the recorder ([`Recorder::changes`]).
+    pub auto: Option<ControllerConfig>,
     /// Per-attempt time limit.
     pub timeout: Option<Duration>,
     /// Time between TERM and KILL when stopping a job.
@@ -70,6 +78,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             slots: 1,
+            auto: None,
             timeout: None,
             grace: Duration::from_millis(500),
             tries: 1,
@@ -288,12 +297,81 @@ impl Drop for EndOnDrop {
 
 struct Shared<'a> {
     rx: Mutex<mpsc::Receiver<Job>>,
+    gate: Arc<Gate>,
     no_more: AtomicBool,
     /// Wakes the main loop when `no_more` is set while it waits for input.
     nudge: mpsc::SyncSender<Feed>,
     tally: Mutex<Tally>,
     control: &'a RunControl,
     events: &'a dyn Events,
+}
+
+/// Which slots may take a job: those numbered up to the target. A steered run moves the
+/// target; a slot above it finishes its job and waits here until the target rises again or the
+/// run's jobs run out.
+struct Gate {
+    state: Mutex<GateState>,
+    moved: Condvar,
+}
+
+struct GateState {
+    target: usize,
+    closed: bool,
+}
+
+impl Gate {
+    fn new(target: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState {
+                target,
+                closed: false,
+            }),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// Waits until `slot` may take a job; false once the run has no more jobs for it.
+    fn admit(&self, slot: u32) -> bool {
+        let mut st = lock(&self.state);
+        while slot as usize > st.target && !st.closed {
+            st = wait(&self.moved, st);
+        }
+        !st.closed || slot as usize <= st.target
+    }
+
+    fn set(&self, target: usize) {
+        lock(&self.state).target = target;
+        self.moved.notify_all();
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.moved.notify_all();
+    }
+}
+
+/// The runner's slots as the steering loop sees them.
+struct SlotSteer {
+    gate: Arc<Gate>,
+    recorder: Recorder,
+    max: usize,
+}
+
+impl Steerable for SlotSteer {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn live(&self) -> usize {
+        lock(&self.gate.state).target
+    }
+
+    fn set_target(&self, n: usize) -> Result<(), PoolError> {
+        let n = n.clamp(1, self.max);
+        self.gate.set(n);
+        self.recorder.set_capacity(n);
+        Ok(())
+    }
 }
 
 impl Shared<'_> {
@@ -352,6 +430,25 @@ impl Runner {
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
         let slots = self.opts.slots.max(1);
+        let first = match &self.opts.auto {
+            Some(c) => c.cores.clamp(c.min.max(1), slots),
+            None => slots,
+        };
+        let gate = Arc::new(Gate::new(first));
+        let steering = match &self.opts.auto {
+            Some(c) => {
+                self.recorder.set_capacity(first);
+                let mut c = c.clone();
+                c.max = slots;
+                let target = SlotSteer {
+                    gate: Arc::clone(&gate),
+                    recorder: self.recorder.clone(),
+                    max: slots,
+                };
+                Some(Steering::start(target, c, DEFAULT_INTERVAL).map_err(CommandError::Setup)?)
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::sync_channel::<Job>(slots);
         // Inputs are read on a thread of their own, so that waiting for input that may never
         // come (a pipe nobody writes to) cannot keep an interrupt from stopping the run. Its
@@ -375,6 +472,7 @@ impl Runner {
         let (over_r, over_w) = wake_pipe().map_err(CommandError::Setup)?;
         let shared = Shared {
             rx: Mutex::new(rx),
+            gate: Arc::clone(&gate),
             no_more: AtomicBool::new(false),
             nudge: feed_tx.clone(),
             tally: Mutex::new(Tally::default()),
@@ -432,7 +530,10 @@ impl Runner {
             }
             drop(tx);
             drop(over_w);
+            // Slots waiting above the target learn there is nothing more for them.
+            gate.close();
         });
+        drop(steering);
         // Dropping `feed_rx` here ends the reader at its next item; a reader blocked on input
         // that never comes stays blocked (its thread is detached) until the input closes or
         // the process exits.
@@ -452,6 +553,9 @@ impl Runner {
     fn slot_loop(&self, slot: u32, shared: &Shared<'_>) {
         let writer = self.recorder.worker(slot);
         loop {
+            if !shared.gate.admit(slot) {
+                return;
+            }
             let job = match lock(&shared.rx).recv() {
                 Ok(j) => j,
                 Err(_) => return,
