@@ -53,12 +53,13 @@ pub enum CommandError {
         source: std::io::Error,
     },
     /// A job's values cannot be put into the template safely; nothing was run for it.
-    #[error("job {seq}: {source}")]
+    // `why` is shown in the message, so it is not also a `source` (printed twice otherwise).
+    #[error("job {seq}: {why}")]
     Quote {
         /// The job number.
         seq: u64,
         /// Why.
-        source: template::QuoteError,
+        why: template::QuoteError,
     },
     /// Reading the inputs failed.
     #[error("cannot read the inputs: {0}")]

@@ -381,10 +381,7 @@ impl Runner {
                 slot,
                 args: &job.args,
             })
-            .map_err(|source| CommandError::Quote {
-                seq: job.seq,
-                source,
-            })?;
+            .map_err(|why| CommandError::Quote { seq: job.seq, why })?;
         let program = match line.argv {
             Some(argv) if !argv.is_empty() => Program::Direct(argv),
             _ => Program::Shell(line.shell.clone()),
