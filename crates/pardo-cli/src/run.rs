@@ -207,7 +207,7 @@ fn dry_run(template: &Template, inputs: inputs::Inputs, slots: usize) -> anyhow:
             seq,
             slot: ((seq - 1) % slots as u64) as u32 + 1,
             args: &args,
-        });
+        })?;
         out.write_all(&line.shell)?;
         out.write_all(b"\n")?;
     }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use super::guard::Guard;
 use super::spool::Spool;
 
-/// What to run: argv directly, or shell code under `sh -c`.
+/// What to run: argv directly, or shell code under the chosen shell's `-c`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
     /// Executed directly; the first word is the program.
     Direct(Vec<OsString>),
-    /// Shell code for `/bin/sh -c`.
+    /// Shell code for `SHELL -c`, the shell chosen by [`shell`](super::shell).
     Shell(Vec<u8>),
 }
 
@@ -116,15 +116,23 @@ pub fn run(
             let Some((prog, rest)) = argv.split_first() else {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
             };
-            let mut c = Command::new(prog);
-            c.args(rest);
-            c
+            if super::shell::is_exported_function(prog) {
+                // `export -f prog`: only the shell can find it.
+                let mut code = Vec::new();
+                for (i, w) in argv.iter().enumerate() {
+                    if i > 0 {
+                        code.push(b' ');
+                    }
+                    super::quote_into(w.as_bytes(), &mut code);
+                }
+                shell_command(&code)?
+            } else {
+                let mut c = Command::new(prog);
+                c.args(rest);
+                c
+            }
         }
-        Program::Shell(code) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(std::ffi::OsStr::from_bytes(code));
-            c
-        }
+        Program::Shell(code) => shell_command(code)?,
     };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -319,13 +327,24 @@ impl Drop for ReapOnError<'_> {
     }
 }
 
+/// `SHELL -c code` under the shell chosen by [`shell::current`](super::shell::current).
+fn shell_command(code: &[u8]) -> io::Result<Command> {
+    let sh = super::shell::current()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut c = Command::new(sh);
+    c.arg("-c").arg(std::ffi::OsStr::from_bytes(code));
+    Ok(c)
+}
+
 fn not_started(program: &Program, e: io::Error) -> io::Result<Finished> {
     if e.raw_os_error() == Some(libc::E2BIG) {
         return Err(e);
     }
     let name = match program {
         Program::Direct(argv) => argv.first().cloned().unwrap_or_default(),
-        Program::Shell(_) => OsString::from("/bin/sh"),
+        Program::Shell(_) => super::shell::current()
+            .map(|p| p.as_os_str().to_owned())
+            .unwrap_or_else(|_| OsString::from("/bin/sh")),
     };
     let (code, what) = match e.kind() {
         io::ErrorKind::NotFound => (127, "command not found".to_owned()),

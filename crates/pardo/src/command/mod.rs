@@ -1,7 +1,8 @@
 //! External commands as tasks: GNU parallel's job model in the library.
 //!
-//! - [`Template`] parses a command with replacement strings once and renders each job, quoting
-//!   every inserted value as one shell word (and running without a shell when it can).
+//! - [`Template`] parses a command with replacement strings once and renders each job, writing
+//!   every inserted value for the shell context it sits in so that no value runs as code (and
+//!   running without a shell when it can); [`shell`] picks the shell.
 //! - [`job::run`] spawns one job in its own process group, collects its output, reaps it with
 //!   `wait4` for CPU and peak memory, and stops the whole group (TERM, then KILL after a grace)
 //!   on a timeout or an interrupt.
@@ -22,7 +23,9 @@
 pub mod guard;
 pub mod job;
 pub mod joblog;
+mod quote;
 mod run;
+pub mod shell;
 mod spool;
 mod template;
 
@@ -33,7 +36,7 @@ pub use run::{
 };
 pub use spool::{Spool, SPILL_AT};
 pub use template::{
-    apply, escape_into, needs_shell_code, quote_into, CommandLine, Form, JobArgs, Template,
+    apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, QuoteError, Template,
 };
 
 /// Why a run of commands could not go on.
@@ -55,6 +58,15 @@ pub enum CommandError {
         seq: u64,
         /// What the system said.
         source: std::io::Error,
+    },
+    /// A job's values cannot be put into the template safely; nothing was run for it.
+    // `why` is shown in the message, so it is not also a `source` (printed twice otherwise).
+    #[error("job {seq}: {why}")]
+    Quote {
+        /// The job number.
+        seq: u64,
+        /// Why.
+        why: template::QuoteError,
     },
     /// Reading the inputs failed.
     #[error("cannot read the inputs: {0}")]

@@ -579,11 +579,14 @@ impl Runner {
         shared: &Shared<'_>,
         writer: &crate::monitor::WorkerRecorder,
     ) -> Result<(), CommandError> {
-        let line = self.template.render(&JobArgs {
-            seq: job.seq,
-            slot,
-            args: &job.args,
-        });
+        let line = self
+            .template
+            .render(&JobArgs {
+                seq: job.seq,
+                slot,
+                args: &job.args,
+            })
+            .map_err(|why| CommandError::Quote { seq: job.seq, why })?;
         let program = match line.argv {
             Some(argv) if !argv.is_empty() => Program::Direct(argv),
             _ => Program::Shell(line.shell.clone()),

@@ -1,21 +1,33 @@
-//! Command templates: GNU parallel's replacement strings and safe quoting.
+//! Command templates: GNU parallel's replacement strings and quoting by context.
 //!
 //! A template is the command's words joined with spaces, read as shell code, with replacement
-//! strings cut out of it once at parse time. Rendering a job inserts every value as **one
-//! quoted shell word**, so a value such as `a; rm -rf ~` or `$(reboot)` is text, never code.
+//! strings cut out of it once at parse time. While cutting, the template is read the way `sh`
+//! reads it, so each replacement string knows the context it sits in: a plain word, `'…'`,
+//! `"…"`, `$(…)` or backquotes (nested to any depth, e.g. `"…$(… "{}" …)…"`), `${…}`, or a
+//! here-document body with a quoted or an unquoted delimiter. Each value is written for exactly
+//! that context. The guarantee, for every shell pardo runs templates under (see
+//! [`shell`](super::shell)):
 //!
-//! Where the template itself quotes a replacement string (`'{}'`, `"{}"`, `"$(cat {})"`, or
-//! anywhere in a template with a here-document), single quotes around the value would end the
-//! template's quoting instead, so such a value has every byte with shell meaning escaped with a
-//! backslash, as GNU parallel does: inert in any quoting context, though inside quotes the
-//! backslashes may show. `\{}` is a literal `{}`, as in the shell.
+//! - **no value ever runs as code**, whatever the template and the value;
+//! - a value reaches the command **byte for byte** as a plain word, inside `'{}'` and inside
+//!   `"{}"` (also inside `$(…)`, `${…}` and here-documents);
+//! - where no encoding is read back alike by every such shell (arithmetic `$((…))`, bash's
+//!   `$'…'`, backquotes inside `"…"` or nested backquotes, `case` inside `$(…)`, an
+//!   unterminated quote, a `'` in a value inside `"${…}"`), only values made of letters, digits and `_-+./:,@%` go in; any other
+//!   value is refused with [`QuoteError`] and its job does not run;
+//! - a value that would put a line equal to a here-document's delimiter into its body (and so
+//!   end it early) is refused, as is a value inside a comment holding a newline, and a value
+//!   with a NUL byte (no command line can hold one).
 //!
-//! When the template's own text has no shell syntax, the job is run directly (argv built
-//! word by word, no shell); the result is the same as running the quoted form under `sh -c`,
-//! only faster. Values are bytes, so non-UTF-8 file names pass through byte-exact.
+//! `\{}` is a literal `{}`, as in the shell. When the template's own text has no shell syntax,
+//! the job is run directly (argv built word by word, no shell); the result is the same as
+//! running the quoted form under the shell, only faster. Values are bytes, so non-UTF-8 file
+//! names pass through byte-exact.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+
+use super::quote::{self, Base, Ctx, Lexed, Piece, Refusal};
 
 /// Which form of an argument a replacement string inserts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,18 +44,57 @@ pub enum Form {
     BaseNoExt,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Part {
-    Lit(Vec<u8>),
-    /// `pos` is 1-based (`{1}`); `None` means every argument of the job. `quoted`: the
-    /// template's own quoting surrounds it (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repl {
+    /// `pos` is 1-based (`{1}`); `None` means every argument of the job.
     Arg {
         pos: Option<usize>,
         form: Form,
-        quoted: bool,
     },
     Seq,
     Slot,
+}
+
+type Part = Piece<Repl>;
+
+/// Why a job's values cannot be put into its template; the job is not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuoteError {
+    /// A value holds a NUL byte.
+    #[error("input {value:?} contains a NUL byte, which no command line can hold")]
+    Nul {
+        /// The value, lossily decoded.
+        value: String,
+    },
+    /// The template puts the value where only letters, digits and `_-+./:,@%` are safe.
+    #[error(
+        "input {value:?} cannot be quoted safely where the template puts it (arithmetic, \
+         $'…', backquotes inside \"…\" or nested, case inside $(…), a ' inside \"${{…}}\", \
+         or an unterminated quote); there only letters, digits and _-+./:,@% can go: rewrite the template, \
+         e.g. with $(…) and \"{{}}\""
+    )]
+    Unsafe {
+        /// The value, lossily decoded.
+        value: String,
+    },
+    /// The value sits in a comment and holds a newline, which would end the comment.
+    #[error("input {value:?} holds a newline and the template puts it in a comment")]
+    Comment {
+        /// The value, lossily decoded.
+        value: String,
+    },
+    /// A line of the here-document body would equal its delimiter and end it early.
+    #[error(
+        "the inputs {inputs} would end the here-document early: its body would hold a line \
+         equal to its delimiter {delim:?}"
+    )]
+    Heredoc {
+        /// The delimiter, lossily decoded.
+        delim: String,
+        /// The job's inputs, lossily decoded and quoted.
+        inputs: String,
+    },
 }
 
 /// A parsed command template.
@@ -51,14 +102,21 @@ enum Part {
 /// ```
 /// use pardo::command::{Template, JobArgs};
 /// let t = Template::parse(&["gzip".into(), "-9".into(), "{}".into()]);
-/// let line = t.render(&JobArgs { seq: 1, slot: 1, args: &[b"my file.txt".to_vec()] });
+/// let line = t.render(&JobArgs { seq: 1, slot: 1, args: &[b"my file.txt".to_vec()] })?;
 /// assert_eq!(line.shell, b"gzip -9 'my file.txt'");
 /// // No shell syntax in the template: run directly, the value stays one word.
 /// assert_eq!(line.argv.unwrap()[2], "my file.txt");
+///
+/// // Inside the template's own quotes the value arrives byte for byte, and stays data.
+/// let t = Template::parse(&["echo '{}' \"{}\"".into()]);
+/// let line = t.render(&JobArgs { seq: 1, slot: 1, args: &[b"$(x)'".to_vec()] })?;
+/// assert_eq!(line.shell, br#"echo '$(x)'\''' "\$(x)'""#);
+/// # Ok::<(), pardo::command::QuoteError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Template {
     parts: Vec<Part>,
+    bodies: Vec<quote::Heredoc>,
     /// The template's text has no shell syntax, so jobs can run without a shell.
     direct: bool,
     /// With no command, each argument is itself shell code (GNU parallel's `parallel ::: 'cmd'`).
@@ -76,27 +134,33 @@ pub struct JobArgs<'a> {
     pub args: &'a [Vec<u8>],
 }
 
-/// A rendered job: its shell form (for `sh -c`, `--dry-run` and the joblog) and, when no shell
-/// is needed, the argv to run directly.
+/// A rendered job: its shell form (for the shell's `-c`, `--dry-run` and the joblog) and,
+/// when no shell is needed, the argv to run directly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandLine {
-    /// The command as shell code, every value quoted.
+    /// The command as shell code, every value quoted for its context.
     pub shell: Vec<u8>,
     /// The words to execute directly, when the command needs no shell.
     pub argv: Option<Vec<OsString>>,
 }
 
+const PLAIN: Ctx = Ctx {
+    base: Base::Plain,
+    backquotes: 0,
+};
+
 impl Template {
     /// Parses command words (joined with single spaces, as GNU parallel does). With no
     /// replacement string, `{}` is appended; with no words at all, each argument is the command.
     pub fn parse(words: &[OsString]) -> Template {
+        let all = Repl::Arg {
+            pos: None,
+            form: Form::Whole,
+        };
         if words.is_empty() {
             return Template {
-                parts: vec![Part::Arg {
-                    pos: None,
-                    form: Form::Whole,
-                    quoted: false,
-                }],
+                parts: vec![Piece::Repl(all, PLAIN)],
+                bodies: Vec::new(),
                 direct: false,
                 raw: true,
             };
@@ -108,18 +172,29 @@ impl Template {
             }
             text.extend_from_slice(w.as_encoded_bytes());
         }
-        let mut parts = split_parts(&text);
-        if !parts.iter().any(|p| !matches!(p, Part::Lit(_))) {
-            parts.push(Part::Lit(b" ".to_vec()));
-            parts.push(Part::Arg {
-                pos: None,
-                form: Form::Whole,
-                quoted: false,
-            });
+        let mut lexed = quote::lex(&text, replacement);
+        if !lexed.pieces.iter().any(|p| matches!(p, Piece::Repl(..))) {
+            // Appended as GNU parallel does, then read in place like any other: after a
+            // comment or inside a here-document it lands there, and is quoted for it.
+            text.extend_from_slice(b" {}");
+            lexed = quote::lex(&text, replacement);
         }
-        let direct = is_direct(&parts);
+        let Lexed {
+            mut pieces,
+            bodies,
+            uncertain,
+        } = lexed;
+        if uncertain {
+            for p in &mut pieces {
+                if let Piece::Repl(_, ctx) = p {
+                    ctx.base = Base::Strict;
+                }
+            }
+        }
+        let direct = is_direct(&pieces);
         Template {
-            parts,
+            parts: pieces,
+            bodies,
             direct,
             raw: false,
         }
@@ -130,8 +205,18 @@ impl Template {
         self.direct
     }
 
-    /// Renders one job.
-    pub fn render(&self, job: &JobArgs<'_>) -> CommandLine {
+    /// Renders one job, each value written for the context it sits in (see the module docs).
+    ///
+    /// # Errors
+    ///
+    /// [`QuoteError`] when a value cannot be put where the template puts it without the risk of
+    /// running as code or ending a here-document early, or holds a NUL byte.
+    pub fn render(&self, job: &JobArgs<'_>) -> Result<CommandLine, QuoteError> {
+        for v in job.args {
+            if v.contains(&0) {
+                return Err(QuoteError::Nul { value: lossy(v) });
+            }
+        }
         if self.raw {
             let mut shell = Vec::new();
             for (i, a) in job.args.iter().enumerate() {
@@ -145,71 +230,104 @@ impl Template {
             } else {
                 Some(split_words(&shell))
             };
-            return CommandLine { shell, argv };
+            return Ok(CommandLine { shell, argv });
         }
         let mut shell = Vec::new();
+        let mut bodies: Vec<Vec<u8>> = vec![Vec::new(); self.bodies.len()];
         let mut words: Vec<Vec<u8>> = Vec::new();
         let mut cur: Option<Vec<u8>> = None;
-        let push_value =
-            |v: &[u8], quoted: bool, shell: &mut Vec<u8>, cur: &mut Option<Vec<u8>>| {
-                if quoted {
-                    escape_into(v, shell);
-                } else {
-                    quote_into(v, shell);
-                }
-                cur.get_or_insert_with(Vec::new).extend_from_slice(v);
-            };
+        let mut out = Rendered {
+            shell: &mut shell,
+            bodies: &mut bodies,
+            cur: &mut cur,
+        };
         for part in &self.parts {
             match part {
-                Part::Lit(lit) => {
-                    shell.extend_from_slice(lit);
+                Piece::Lit(lit, body) => {
+                    out.shell.extend_from_slice(lit);
+                    if let Some(b) = body.and_then(|id| out.bodies.get_mut(id)) {
+                        b.extend_from_slice(lit);
+                    }
                     for &b in lit {
                         if is_blank(b) {
-                            words.extend(cur.take());
+                            words.extend(out.cur.take());
                         } else {
-                            cur.get_or_insert_with(Vec::new).push(b);
+                            out.cur.get_or_insert_with(Vec::new).push(b);
                         }
                     }
                 }
-                // Digits only: the same text in any quoting context.
-                Part::Seq => {
-                    push_value(job.seq.to_string().as_bytes(), false, &mut shell, &mut cur)
-                }
-                Part::Slot => {
-                    push_value(job.slot.to_string().as_bytes(), false, &mut shell, &mut cur)
-                }
-                Part::Arg {
-                    pos: Some(p),
-                    form,
-                    quoted,
-                } => {
+                // Digits only: the same text in any context.
+                Piece::Repl(Repl::Seq, ctx) => out.value(job.seq.to_string().as_bytes(), ctx)?,
+                Piece::Repl(Repl::Slot, ctx) => out.value(job.slot.to_string().as_bytes(), ctx)?,
+                Piece::Repl(Repl::Arg { pos: Some(p), form }, ctx) => {
                     let v = job.args.get(p - 1).map(Vec::as_slice).unwrap_or(b"");
-                    push_value(&apply(*form, v), *quoted, &mut shell, &mut cur);
+                    out.value(&apply(*form, v), ctx)?;
                 }
-                Part::Arg {
-                    pos: None,
-                    form,
-                    quoted,
-                } => {
+                Piece::Repl(Repl::Arg { pos: None, form }, ctx) => {
                     for (i, v) in job.args.iter().enumerate() {
                         if i > 0 {
-                            shell.push(b' ');
-                            words.extend(cur.take());
+                            // A raw space means the same in every context: a word break outside
+                            // quotes, a space inside them or in a body.
+                            out.shell.push(b' ');
+                            if let Base::Body { id, .. } = ctx.base {
+                                out.bodies[id].push(b' ');
+                            }
+                            words.extend(out.cur.take());
                         }
-                        push_value(&apply(*form, v), *quoted, &mut shell, &mut cur);
+                        out.value(&apply(*form, v), ctx)?;
                     }
                     if job.args.is_empty() {
-                        push_value(b"", *quoted, &mut shell, &mut cur);
+                        out.value(b"", ctx)?;
                     }
                 }
+            }
+        }
+        for (doc, body) in self.bodies.iter().zip(&bodies) {
+            if quote::early_end(body, doc).is_some() {
+                return Err(QuoteError::Heredoc {
+                    delim: lossy(&doc.delim),
+                    inputs: job
+                        .args
+                        .iter()
+                        .map(|a| format!("{:?}", lossy(a)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                });
             }
         }
         words.extend(cur);
         let argv = self
             .direct
             .then(|| words.into_iter().map(OsString::from_vec).collect());
-        CommandLine { shell, argv }
+        Ok(CommandLine { shell, argv })
     }
+}
+
+/// The job being rendered: its shell code, each here-document body as written, and the
+/// current direct-run word.
+struct Rendered<'a> {
+    shell: &'a mut Vec<u8>,
+    bodies: &'a mut [Vec<u8>],
+    cur: &'a mut Option<Vec<u8>>,
+}
+
+impl Rendered<'_> {
+    fn value(&mut self, v: &[u8], ctx: &Ctx) -> Result<(), QuoteError> {
+        let at = self.shell.len();
+        quote::encode(v, ctx, self.shell).map_err(|r| match r {
+            Refusal::Strict => QuoteError::Unsafe { value: lossy(v) },
+            Refusal::Comment => QuoteError::Comment { value: lossy(v) },
+        })?;
+        if let Base::Body { id, .. } = ctx.base {
+            self.bodies[id].extend_from_slice(&self.shell[at..]);
+        }
+        self.cur.get_or_insert_with(Vec::new).extend_from_slice(v);
+        Ok(())
+    }
+}
+
+fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
 }
 
 fn split_words(code: &[u8]) -> Vec<OsString> {
@@ -219,97 +337,36 @@ fn split_words(code: &[u8]) -> Vec<OsString> {
         .collect()
 }
 
-/// Cuts replacement strings out of the template text, noting for each whether the template's
-/// own quoting surrounds it. The quoting is tracked the way `sh` reads it at the top level:
-/// `'…'` (no escapes inside), `"…"` (backslash escapes), and a backslash outside quotes. Deeper
-/// structure (`$(…)` inside quotes, here-documents) is not parsed; it only ever makes a value
-/// count as quoted, which is the safe side.
-fn split_parts(text: &[u8]) -> Vec<Part> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Quote {
-        None,
-        Single,
-        Double,
-    }
-    // In a here-document body, quotes mean nothing and `$(…)` expands: treat every value as
-    // quoted so it is escaped byte by byte.
-    let heredoc = text.windows(2).any(|w| w == b"<<");
-    let mut parts = Vec::new();
-    let mut lit = Vec::new();
-    let mut state = Quote::None;
-    let mut i = 0;
-    while i < text.len() {
-        let b = text[i];
-        match (state, b) {
-            (Quote::None | Quote::Double, b'\\') => {
-                // The escaped byte is literal; in particular `\{` starts no replacement.
-                lit.push(b);
-                if let Some(&next) = text.get(i + 1) {
-                    lit.push(next);
+/// The replacement string `{…}` at the start of `text`, if it is one, and its length.
+fn replacement(text: &[u8]) -> Option<(Repl, usize)> {
+    let len = text.iter().position(|&b| b == b'}')?;
+    let inner = &text[1..len];
+    let r = match inner {
+        b"#" => Repl::Seq,
+        b"%" => Repl::Slot,
+        _ => {
+            let digits = inner.iter().take_while(|b| b.is_ascii_digit()).count();
+            let pos = if digits > 0 {
+                let n: usize = std::str::from_utf8(&inner[..digits]).ok()?.parse().ok()?;
+                if n == 0 {
+                    return None;
                 }
-                i += 2;
-                continue;
-            }
-            (Quote::None, b'\'') => state = Quote::Single,
-            (Quote::Single, b'\'') => state = Quote::None,
-            (Quote::None, b'"') => state = Quote::Double,
-            (Quote::Double, b'"') => state = Quote::None,
-            (_, b'{') => {
-                if let Some(len) = text[i..].iter().position(|&b| b == b'}') {
-                    if let Some(mut p) = replacement(&text[i + 1..i + len]) {
-                        if let Part::Arg { quoted, .. } = &mut p {
-                            *quoted = heredoc || state != Quote::None;
-                        }
-                        if !lit.is_empty() {
-                            parts.push(Part::Lit(std::mem::take(&mut lit)));
-                        }
-                        parts.push(p);
-                        i += len + 1;
-                        continue;
-                    }
-                }
-            }
-            _ => {}
+                Some(n)
+            } else {
+                None
+            };
+            let form = match &inner[digits..] {
+                b"" => Form::Whole,
+                b"." => Form::NoExt,
+                b"/" => Form::Base,
+                b"//" => Form::Dir,
+                b"/." => Form::BaseNoExt,
+                _ => return None,
+            };
+            Repl::Arg { pos, form }
         }
-        lit.push(b);
-        i += 1;
-    }
-    if !lit.is_empty() {
-        parts.push(Part::Lit(lit));
-    }
-    parts
-}
-
-/// The replacement string inside `{…}`, if `inner` is one.
-fn replacement(inner: &[u8]) -> Option<Part> {
-    match inner {
-        b"#" => return Some(Part::Seq),
-        b"%" => return Some(Part::Slot),
-        _ => {}
-    }
-    let digits = inner.iter().take_while(|b| b.is_ascii_digit()).count();
-    let pos = if digits > 0 {
-        let n: usize = std::str::from_utf8(&inner[..digits]).ok()?.parse().ok()?;
-        if n == 0 {
-            return None;
-        }
-        Some(n)
-    } else {
-        None
     };
-    let form = match &inner[digits..] {
-        b"" => Form::Whole,
-        b"." => Form::NoExt,
-        b"/" => Form::Base,
-        b"//" => Form::Dir,
-        b"/." => Form::BaseNoExt,
-        _ => return None,
-    };
-    Some(Part::Arg {
-        pos,
-        form,
-        quoted: false,
-    })
+    Some((r, len + 1))
 }
 
 /// The form of `v` a replacement string asks for, as GNU parallel computes it.
@@ -399,26 +456,6 @@ pub fn quote_into(v: &[u8], out: &mut Vec<u8>) {
     out.push(b'\'');
 }
 
-/// Appends `v` with a backslash before every byte that is not harmless, for a value the
-/// template itself quotes. Whatever the surrounding context — unquoted, `"…"`, `'…'` followed by
-/// the rest of the line, `$(…)`, a here-document — no byte of `v` can start an expansion or end a
-/// quote and go on as code. Inside quotes the backslashes may show, and an escaped newline is
-/// removed by the shell: the price of safety where the template does its own quoting.
-///
-/// ```
-/// let mut out = Vec::new();
-/// pardo::command::escape_into(b"$(id) it's", &mut out);
-/// assert_eq!(out, b"\\$\\(id\\)\\ it\\'s");
-/// ```
-pub fn escape_into(v: &[u8], out: &mut Vec<u8>) {
-    for &b in v {
-        if !is_safe_byte(b) {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-}
-
 /// Words that mean something only to a shell: keywords and builtins with no program behind them.
 const SHELL_ONLY: &[&[u8]] = &[
     b"!",
@@ -495,19 +532,19 @@ fn first_word_needs_shell(code: &[u8]) -> bool {
 fn is_direct(parts: &[Part]) -> bool {
     // Replacement strings become quoted words, so only the literal text can need a shell; the
     // first word must be literal text (a program name taken from input is shell code).
-    let Some(Part::Lit(first)) = parts.first() else {
+    let Some(Piece::Lit(first, _)) = parts.first() else {
         return false;
     };
     let mut head = first.clone();
     if let Some(p) = parts.get(1) {
-        if !matches!(p, Part::Lit(_)) && !first.last().is_some_and(|&b| is_blank(b)) {
+        if !matches!(p, Piece::Lit(..)) && !first.last().is_some_and(|&b| is_blank(b)) {
             return false;
         }
     }
     head.push(b' ');
     parts.iter().all(|p| match p {
-        Part::Lit(l) => !needs_shell_literal(l),
-        _ => true,
+        Piece::Lit(l, _) => !needs_shell_literal(l),
+        Piece::Repl(_, ctx) => ctx.base == Base::Plain && ctx.backquotes == 0,
     }) && !first_word_needs_shell(&head)
 }
 
@@ -532,7 +569,7 @@ mod tests {
         );
     }
 
-    fn render(words: &[&str], args: &[&str]) -> CommandLine {
+    fn try_render(words: &[&str], args: &[&str]) -> Result<CommandLine, QuoteError> {
         let words: Vec<OsString> = words.iter().map(|w| OsString::from(*w)).collect();
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         Template::parse(&words).render(&JobArgs {
@@ -540,6 +577,83 @@ mod tests {
             slot: 2,
             args: &args,
         })
+    }
+
+    fn render(words: &[&str], args: &[&str]) -> CommandLine {
+        match try_render(words, args) {
+            Ok(l) => l,
+            Err(e) => panic!("{words:?}: {e}"),
+        }
+    }
+
+    fn shell_of(words: &[&str], args: &[&str]) -> String {
+        String::from_utf8_lossy(&render(words, args).shell).into_owned()
+    }
+
+    #[test]
+    fn each_context_gets_its_own_encoding() {
+        let v = "$(x)'\"`\\";
+        assert_eq!(
+            shell_of(&["echo '{}' {}"], &[v]),
+            r#"echo '$(x)'\''"`\' '$(x)'\''"`\'"#
+        );
+        assert_eq!(shell_of(&["echo \"{}\""], &[v]), r#"echo "\$(x)'\"\`\\""#);
+        assert_eq!(
+            shell_of(&["echo \"$(echo \"{}\")\""], &["a\"b"]),
+            r#"echo "$(echo "a\"b")""#
+        );
+        assert_eq!(
+            shell_of(&["echo \"$(echo {})\""], &["a'b"]),
+            r#"echo "$(echo 'a'\''b')""#
+        );
+        assert_eq!(
+            shell_of(&["echo `echo {}`"], &["$a"]),
+            r#"echo `echo '\$a'`"#
+        );
+        assert_eq!(shell_of(&["echo ${x:-{}}"], &["a b"]), "echo ${x:-'a b'}");
+        assert_eq!(
+            shell_of(&["echo \"${x:-{}}\""], &["}$"]),
+            r#"echo "${x:-\}\$}""#
+        );
+        assert_eq!(
+            shell_of(&["cat <<'E'\n{}\nE\n"], &["$(x) \\"]),
+            "cat <<'E'\n$(x) \\\nE\n"
+        );
+        assert_eq!(
+            shell_of(&["cat <<E\n{}\nE\necho {}"], &["$x"]),
+            "cat <<E\n\\$x\nE\necho '$x'"
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_keep_inert() {
+        let early = try_render(&["cat <<'E'\na{}\nE"], &["\nE\n$(x)"]);
+        assert!(
+            matches!(early, Err(QuoteError::Heredoc { .. })),
+            "{early:?}"
+        );
+        let split = try_render(&["cat <<E\nE{}\nE"], &["\n$(x)"]);
+        assert!(
+            matches!(split, Err(QuoteError::Heredoc { .. })),
+            "{split:?}"
+        );
+        assert!(matches!(
+            try_render(&["echo $(({}))"], &["a[$(x)]"]),
+            Err(QuoteError::Unsafe { .. })
+        ));
+        assert_eq!(shell_of(&["echo $(({}+1))"], &["41"]), "echo $((41+1))");
+        assert!(matches!(
+            try_render(&["echo \"`echo {}`\""], &["a b"]),
+            Err(QuoteError::Unsafe { .. })
+        ));
+        assert!(matches!(
+            try_render(&["echo a # {}"], &["\nx"]),
+            Err(QuoteError::Comment { .. })
+        ));
+        assert!(matches!(
+            try_render(&["echo", "{}"], &["a\0b"]),
+            Err(QuoteError::Nul { .. })
+        ));
     }
 
     #[test]
