@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pardo::monitor::{available_cores, format_duration};
 use pardo::{Report, ShutdownMode, ThreadPool};
-use pardo_demo::compare::{compare, Workload as CompareWorkload};
+use pardo_demo::compare::{compare, Scenario};
 
 /// One workload of the demo: a name and the task to run `tasks` times.
 struct Workload {
@@ -150,13 +150,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// one table each, every number from the pools' own reports.
 fn compare_executors(cores: usize) -> anyhow::Result<()> {
     println!("\nthe same workloads on each executor (thread / process / async pool)\n");
-    let cpu = compare(CompareWorkload::Cpu {
+    let cpu = compare(Scenario::Cpu {
         tasks: 8 * cores as u64,
         bytes: HASH_BYTES as u64,
         workers: cores,
     })?;
     println!("{cpu}");
-    let io = compare(CompareWorkload::Http {
+    let io = compare(Scenario::Http {
         requests: 200,
         delay: WAIT,
         concurrency: 16,

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use indicatif::ProgressBar;
 use pardo::command::joblog::{Joblog, JoblogEntry};
-use pardo::command::{Events, JobDone, Spool, Stream};
+use pardo::command::{Events, JobDone, OutputStream, Spool};
 
 /// Output settings.
 #[derive(Debug, Default)]
@@ -169,12 +169,12 @@ impl State {
 }
 
 impl Events for Output {
-    fn line(&self, _seq: u64, args: &[Vec<u8>], stream: Stream, data: &[u8]) {
+    fn line(&self, _seq: u64, args: &[Vec<u8>], stream: OutputStream, data: &[u8]) {
         let tag = self.lock().opts.tag.then(|| tag_of(args));
         let data = tagged(tag.as_deref(), data);
         let _ = match stream {
-            Stream::Stdout => emit_bytes(&data, b""),
-            Stream::Stderr => emit_bytes(b"", &data),
+            OutputStream::Stdout => emit_bytes(&data, b""),
+            OutputStream::Stderr => emit_bytes(b"", &data),
         };
     }
 

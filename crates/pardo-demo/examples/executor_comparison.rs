@@ -7,18 +7,18 @@
 use std::time::Duration;
 
 use pardo::monitor::available_cores;
-use pardo_demo::compare::{compare, Workload};
+use pardo_demo::compare::{compare, Scenario};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     pardo::worker_hook(); // the process pool's workers are this binary: they take over here
     let cores = available_cores();
-    let cpu = compare(Workload::Cpu {
+    let cpu = compare(Scenario::Cpu {
         tasks: 8 * cores as u64,
         bytes: 2 << 20,
         workers: cores,
     })?;
     println!("{cpu}");
-    let io = compare(Workload::Http {
+    let io = compare(Scenario::Http {
         requests: 200,
         delay: Duration::from_millis(20),
         concurrency: 16,

@@ -26,7 +26,7 @@ pardo::task_fn! {
 
 /// What to run on each executor.
 #[derive(Clone, Copy, Debug)]
-pub enum Workload {
+pub enum Scenario {
     /// `tasks` × [`HashBlock`] of `bytes` each, on `workers` workers.
     Cpu {
         /// How many blocks.
@@ -50,13 +50,13 @@ pub enum Workload {
     },
 }
 
-impl Workload {
+impl Scenario {
     fn name(&self) -> String {
         match *self {
-            Workload::Cpu { tasks, bytes, .. } => {
+            Scenario::Cpu { tasks, bytes, .. } => {
                 format!("CPU-bound: {tasks} × hash {} KiB", bytes >> 10)
             }
-            Workload::Http {
+            Scenario::Http {
                 requests, delay, ..
             } => format!(
                 "I/O-bound: {requests} × HTTP GET on 127.0.0.1, {} ms server delay",
@@ -108,9 +108,9 @@ pub struct Comparison {
 }
 
 /// Runs `workload` on a thread pool, a process pool and an async pool, one after another.
-pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
+pub fn compare(workload: Scenario) -> Result<Comparison, CompareError> {
     let (concurrency, reports) = match workload {
-        Workload::Cpu {
+        Scenario::Cpu {
             tasks,
             bytes,
             workers,
@@ -131,7 +131,7 @@ pub fn compare(workload: Workload) -> Result<Comparison, CompareError> {
             let async_report = tasks_pool.shutdown(ShutdownMode::Wait);
             (workers, [thread_report, process_report, async_report])
         }
-        Workload::Http {
+        Scenario::Http {
             requests,
             delay,
             concurrency,

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod clock;
 pub mod command;
 mod executor;
 mod handle;

@@ -24,6 +24,7 @@ impl fmt::Display for TaskId {
 /// How one attempt of a task ended. Every executor records one of these per attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// Returned normally (for commands: exit code 0).
     Ok,

@@ -27,7 +27,7 @@ pub enum Program {
 
 /// Which output stream a chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub enum OutputStream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -40,7 +40,7 @@ pub enum Capture<'a> {
     Group,
     /// Passed on a complete line at a time as it arrives (`--line-buffer`); the last partial
     /// line when the stream ends.
-    Lines(&'a mut dyn FnMut(Stream, &[u8])),
+    Lines(&'a mut dyn FnMut(OutputStream, &[u8])),
 }
 
 impl std::fmt::Debug for Capture<'_> {
@@ -78,9 +78,9 @@ pub struct Finished {
     pub cpu_sys_ns: u64,
     /// Peak resident memory of the largest process in the job.
     pub max_rss_bytes: u64,
-    /// Standard output (empty with [`Capture::Lines`]); in a temporary file when large.
+    /// Standard output (empty when lines are streamed to the caller); in a temporary file when large.
     pub stdout: Spool,
-    /// Standard error (empty with [`Capture::Lines`]); in a temporary file when large.
+    /// Standard error (empty when lines are streamed to the caller); in a temporary file when large.
     pub stderr: Spool,
     /// Bytes written to both streams.
     pub output_bytes: u64,
@@ -254,9 +254,9 @@ pub fn run(
                         _ => 0,
                     };
                     let stream = if *kind == 0 {
-                        Stream::Stdout
+                        OutputStream::Stdout
                     } else {
-                        Stream::Stderr
+                        OutputStream::Stderr
                     };
                     let part = &mut partial[*kind as usize];
                     if n == 0 {
@@ -270,14 +270,14 @@ pub fn run(
                         continue;
                     }
                     fin.output_bytes += n as u64;
-                    if matches!(stream, Stream::Stdout) {
+                    if matches!(stream, OutputStream::Stdout) {
                         fin.stdout_bytes += n as u64;
                     }
                     let data = &buf[..n];
                     match &mut capture {
                         Capture::Group => match stream {
-                            Stream::Stdout => fin.stdout.write_all(data)?,
-                            Stream::Stderr => fin.stderr.write_all(data)?,
+                            OutputStream::Stdout => fin.stdout.write_all(data)?,
+                            OutputStream::Stderr => fin.stderr.write_all(data)?,
                         },
                         Capture::Lines(f) => {
                             part.extend_from_slice(data);
@@ -448,9 +448,8 @@ fn reap(pid: libc::pid_t, fin: &mut Finished) -> io::Result<()> {
     } else if libc::WIFSIGNALED(status) {
         fin.signal = Some(libc::WTERMSIG(status));
     }
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    fin.cpu_user_ns = tv(ru.ru_utime);
-    fin.cpu_sys_ns = tv(ru.ru_stime);
+    fin.cpu_user_ns = crate::clock::timeval_ns(&ru.ru_utime);
+    fin.cpu_sys_ns = crate::clock::timeval_ns(&ru.ru_stime);
     fin.max_rss_bytes = (ru.ru_maxrss as u64).saturating_mul(1024);
     Ok(())
 }

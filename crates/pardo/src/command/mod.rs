@@ -3,7 +3,7 @@
 //! - [`Template`] parses a command with replacement strings once and renders each job, writing
 //!   every inserted value for the shell context it sits in so that no value runs as code (and
 //!   running without a shell when it can); [`shell`] picks the shell.
-//! - [`job::run`] spawns one job in its own process group, collects its output, reaps it with
+//! - `job::run` spawns one job in its own process group, collects its output, reaps it with
 //!   `wait4` for CPU and peak memory, and stops the whole group (TERM, then KILL after a grace)
 //!   on a timeout or an interrupt.
 //! - [`Runner`] runs a stream of jobs on a fixed number of slots with retries, `--halt`
@@ -21,7 +21,7 @@
 //! of a job it stopped behind.
 
 pub mod guard;
-pub mod job;
+mod job;
 pub mod joblog;
 mod quote;
 mod run;
@@ -30,7 +30,7 @@ mod spool;
 mod template;
 
 pub use guard::Guard;
-pub use job::{Finished, Program, Stream};
+pub use job::{Finished, OutputStream, Program};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };

@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::guard::Guard;
-use super::job::{self, Capture, Finished, Limits, Program, StopSignal, Stream};
+use super::job::{self, Capture, Finished, Limits, OutputStream, Program, StopSignal};
 use super::template::{JobArgs, Template};
 use super::CommandError;
 use crate::monitor::{Recorder, TaskRecord};
@@ -126,7 +126,7 @@ fn finished_ok(fin: &Finished) -> bool {
 /// What the runner tells its caller. Called from the slots' threads.
 pub trait Events: Sync {
     /// A complete line of output (only with [`RunOptions::line_buffer`]).
-    fn line(&self, seq: u64, args: &[Vec<u8>], stream: Stream, data: &[u8]) {
+    fn line(&self, seq: u64, args: &[Vec<u8>], stream: OutputStream, data: &[u8]) {
         let _ = (seq, args, stream, data);
     }
     /// A job ended for good. An error stops the run.
@@ -608,7 +608,7 @@ impl Runner {
             let start_wall = SystemTime::now();
             let started_ns = self.recorder.now_ns();
             let t0 = Instant::now();
-            let mut on_line = |stream: Stream, data: &[u8]| {
+            let mut on_line = |stream: OutputStream, data: &[u8]| {
                 shared.events.line(job.seq, &job.args, stream, data);
             };
             let capture = if self.opts.line_buffer {

@@ -16,7 +16,7 @@ pub mod export;
 mod findings;
 mod fold;
 pub mod record;
-pub mod recorder;
+mod recorder;
 mod report;
 pub mod sampler;
 
@@ -24,7 +24,8 @@ pub use classify::Workload;
 pub use findings::{CommandLineFinding, Finding};
 pub use fold::Straggler;
 pub use record::{available_cores, ConcurrencyChange, RunRecord, Sample, TaskRecord};
-pub use recorder::{Counters, Meter, RecordSink, Recorder, Retention, WorkerRecorder};
+pub(crate) use recorder::WorkerRecorder;
+pub use recorder::{Counters, RecordSink, Recorder, Retention};
 pub use report::{Percentiles, Report};
 
 /// A duration in the unit a person reads best: `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.

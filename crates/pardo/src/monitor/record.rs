@@ -34,6 +34,7 @@ use crate::task::{Outcome, TaskId};
 /// - `output_bytes`: bytes the task wrote to stdout and stderr, for commands only;
 /// - `outcome`: see [`Outcome`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskRecord {
     /// Sequence number in the run, from 1.
     pub id: TaskId,
@@ -129,6 +130,7 @@ impl TaskRecord {
 
 /// What a run was: when and where it ran and with which settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunRecord {
     /// What ran it: `thread_pool`, `process_pool`, `async_pool`, `command`.
     pub executor: String,

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use crate::clock::{rusage, thread_cpu_ns, timeval_ns};
 use crate::monitor::fold::Accumulator;
 use crate::monitor::record::{ConcurrencyChange, RunRecord, Sample, TaskRecord};
 use crate::monitor::report::Report;
@@ -148,14 +149,14 @@ impl Recorder {
     }
 
     /// Takes `n` consecutive task ids and counts them as submitted; returns the first.
-    pub fn submit(&self, n: u64) -> TaskId {
+    pub(crate) fn submit(&self, n: u64) -> TaskId {
         self.inner.submitted.fetch_add(n, Ordering::Relaxed);
         TaskId(self.inner.next_id.fetch_add(n, Ordering::Relaxed))
     }
 
     /// The writer for worker slot `worker` (from 1). Executors keep one per worker thread.
     /// Slot 0 is for records of tasks that never reached a worker (cancelled while queued).
-    pub fn worker(&self, worker: u32) -> WorkerRecorder {
+    pub(crate) fn worker(&self, worker: u32) -> WorkerRecorder {
         // Open this thread's schedstat descriptor now, not inside the first task's measurement.
         let _ = run_queue_wait_ns();
         let index = worker as usize;
@@ -190,7 +191,7 @@ impl Recorder {
     }
 
     /// Notes that the executor now runs `workers` workers (for utilisation over time).
-    pub fn set_capacity(&self, workers: usize) {
+    pub(crate) fn set_capacity(&self, workers: usize) {
         let at = self.now_ns();
         lock(&self.inner.capacity).push((at, workers));
         let mut run = lock(&self.inner.run);
@@ -333,7 +334,7 @@ impl Recorder {
 
 /// One worker's writer. Not shared between threads on the hot path.
 #[derive(Clone)]
-pub struct WorkerRecorder {
+pub(crate) struct WorkerRecorder {
     recorder: Recorder,
     log: Arc<WorkerLog>,
     worker: u32,
@@ -349,19 +350,19 @@ impl std::fmt::Debug for WorkerRecorder {
 
 /// What a worker reads when a task starts: the clock and the thread's CPU time.
 #[derive(Clone, Copy, Debug)]
-pub struct Meter {
+pub(crate) struct Meter {
     started_ns: u64,
     cpu: ThreadCpu,
 }
 
 impl WorkerRecorder {
     /// The worker slot, from 1.
-    pub fn worker(&self) -> u32 {
+    pub(crate) fn worker(&self) -> u32 {
         self.worker
     }
 
     /// The shared recorder.
-    pub fn recorder(&self) -> &Recorder {
+    pub(crate) fn recorder(&self) -> &Recorder {
         &self.recorder
     }
 
@@ -372,7 +373,7 @@ impl WorkerRecorder {
     }
 
     /// Marks a task running on this worker and reads its start time and the thread's CPU clock.
-    pub fn begin(&self) -> Meter {
+    pub(crate) fn begin(&self) -> Meter {
         self.log.running.store(1, Ordering::Relaxed);
         // Wall clock first, CPU clock second (and the reverse in `finish`): the CPU interval
         // then lies inside the wall interval, so a task's CPU time never exceeds its wall time
@@ -387,7 +388,7 @@ impl WorkerRecorder {
     }
 
     /// Ends a task begun with [`WorkerRecorder::begin`] on this same thread and writes its record.
-    pub fn finish(
+    pub(crate) fn finish(
         &self,
         meter: Meter,
         id: TaskId,
@@ -411,7 +412,7 @@ impl WorkerRecorder {
     }
 
     /// Writes a record for a task that never ran (cancelled or dropped while queued).
-    pub fn cancelled(&self, id: TaskId, submitted_ns: u64, items: u32) {
+    pub(crate) fn cancelled(&self, id: TaskId, submitted_ns: u64, items: u32) {
         let now = self.recorder.now_ns();
         let mut r = TaskRecord::new(id, self.worker, submitted_ns, now, now);
         r.items = items;
@@ -420,7 +421,7 @@ impl WorkerRecorder {
     }
 
     /// Writes a record measured elsewhere (a worker process, a command).
-    pub fn write(&self, record: TaskRecord) {
+    pub(crate) fn write(&self, record: TaskRecord) {
         let outcome = record.outcome;
         if self.recorder.inner.enabled {
             self.recorder.feed_sinks(&record);
@@ -458,30 +459,9 @@ pub(crate) struct ThreadCpu {
 
 impl ThreadCpu {
     pub(crate) fn now() -> ThreadCpu {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is valid for writes; the clock id is a constant the kernel knows.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        let total_ns = if rc == 0 {
-            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-        } else {
-            0
-        };
-        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-        // SAFETY: `ru` is valid for writes; RUSAGE_THREAD asks about the calling thread only.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, ru.as_mut_ptr()) };
-        let sys_ns = if rc == 0 {
-            // SAFETY: getrusage succeeded and filled the struct.
-            let ru = unsafe { ru.assume_init() };
-            ru.ru_stime.tv_sec as u64 * 1_000_000_000 + ru.ru_stime.tv_usec as u64 * 1_000
-        } else {
-            0
-        };
         ThreadCpu {
-            total_ns,
-            sys_ns,
+            total_ns: thread_cpu_ns(),
+            sys_ns: rusage(libc::RUSAGE_THREAD).map_or(0, |r| timeval_ns(&r.ru_stime)),
             wait_ns: run_queue_wait_ns(),
         }
     }

@@ -18,12 +18,13 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use tokio::sync::Semaphore;
 
+use crate::clock::thread_cpu_ns;
 use crate::executor::{Executor, ShutdownMode};
 use crate::handle::{Handle, Promise};
 use crate::monitor::WorkerRecorder;
 use crate::monitor::{available_cores, Recorder, Report, Retention, RunRecord, TaskRecord};
 use crate::pool::map::{Map, MapUnordered, SubmitChunk};
-use crate::pool::task_fn::{chunk_outcome, run_items, thread_cpu_ns, RunTask, TaskFn};
+use crate::pool::task_fn::{chunk_outcome, run_items, RunTask, TaskFn};
 use crate::pool::PoolError;
 use crate::sync::{lock, wait};
 use crate::task::{panic_message, Outcome, TaskError, TaskId};

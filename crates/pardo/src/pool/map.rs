@@ -232,7 +232,15 @@ type InFlight<T, R> = (TaskId, usize, Handle<Chunk<T, R>>);
 /// Results of `map`, in input order; see [`ThreadPool::map`](crate::ThreadPool::map).
 ///
 /// Nothing is submitted until the first call to `next`; then at most `in_flight` chunks are
-/// ahead of the consumer.
+/// ahead of the consumer. So a `map` that is never iterated runs nothing, and the compiler says
+/// so:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let pool = pardo::ThreadPool::builder().workers(1).build().unwrap();
+/// pool.map(0..3u32, |x| x + 1);
+/// ```
+#[must_use = "a Map does nothing until it is iterated"]
 pub struct Map<'a, I: Iterator, R> {
     inputs: std::iter::Fuse<I>,
     submit: SubmitChunk<'a, I::Item, R>,
@@ -340,6 +348,7 @@ impl<I: Iterator, R> Map<'_, I, R> {
 }
 
 /// Results of `map_unordered`, in completion order, each paired with its task id.
+#[must_use = "a MapUnordered does nothing until it is iterated"]
 pub struct MapUnordered<'a, I: Iterator, R> {
     inputs: std::iter::Fuse<I>,
     submit: SubmitChunk<'a, I::Item, R>,

@@ -152,21 +152,6 @@ impl RunTask for ThreadPool {
     }
 }
 
-/// The calling thread's CPU time in ns (`CLOCK_THREAD_CPUTIME_ID`, exact at the moment of
-/// reading); 0 if the clock cannot be read.
-pub(crate) fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is valid for writes; the clock id is a constant the kernel knows.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    } else {
-        0
-    }
-}
-
 /// A chunk's record outcome: that of its first failed item, or `Ok`.
 pub(crate) fn chunk_outcome<T, R>(c: &Chunk<T, R>) -> Outcome {
     c.errors.first().map_or(Outcome::Ok, |(_, e)| e.outcome())

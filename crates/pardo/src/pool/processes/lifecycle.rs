@@ -142,8 +142,8 @@ impl Tracked {
             signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
             exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
             max_rss_bytes: Some(ru.ru_maxrss as u64 * 1024),
-            cpu_user_ns: worker::timeval_ns(&ru.ru_utime),
-            cpu_sys_ns: worker::timeval_ns(&ru.ru_stime),
+            cpu_user_ns: crate::clock::timeval_ns(&ru.ru_utime),
+            cpu_sys_ns: crate::clock::timeval_ns(&ru.ru_stime),
         })
     }
 

@@ -9,8 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::clock::{rusage, thread_cpu_ns, timeval_ns};
 use crate::pool::processes::wire::{self, Hello, ItemResult, Reply, Request};
-use crate::pool::task_fn::{thread_cpu_ns, TaskFn};
+use crate::pool::task_fn::TaskFn;
 use crate::task::panic_message;
 
 /// Starts the last argument of a worker: `--pardo-worker=<parent pid>[:<memory limit bytes>]`.
@@ -240,20 +241,4 @@ impl Usage {
             max_rss_bytes: ru.map_or(0, |r| r.ru_maxrss as u64 * 1024),
         }
     }
-}
-
-/// `getrusage(who)`, or `None` if the kernel refused.
-pub(crate) fn rusage(who: libc::c_int) -> Option<libc::rusage> {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is valid for writes.
-    if unsafe { libc::getrusage(who, ru.as_mut_ptr()) } == 0 {
-        // SAFETY: getrusage succeeded and filled it.
-        Some(unsafe { ru.assume_init() })
-    } else {
-        None
-    }
-}
-
-pub(crate) fn timeval_ns(t: &libc::timeval) -> u64 {
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000
 }
