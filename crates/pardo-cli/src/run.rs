@@ -93,6 +93,10 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
 
     let (command, groups) = args::split_rest(&a.rest);
     let template = Template::parse(&command);
+    if !template.is_direct() {
+        // A shell pardo cannot quote for is refused before any job, once, not per job.
+        pardo::command::shell::current()?;
+    }
     let (inputs, total) = inputs::build(groups, a.colsep.as_deref(), a.max_args)?;
 
     if a.dry_run {

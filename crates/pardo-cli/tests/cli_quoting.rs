@@ -75,15 +75,39 @@ fn bash_features_and_exported_functions_work_under_bash() {
 }
 
 #[test]
-fn an_explicit_unknown_shell_is_a_clear_error() {
+fn an_explicit_unknown_shell_is_a_clear_error_before_any_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let joblog = dir.path().join("log");
+    let out = pardo()
+        .env("PARALLEL_SHELL", "/usr/bin/fish")
+        .arg("--joblog")
+        .arg(&joblog)
+        .args(["echo {} | cat", ":::", "a", "b"])
+        .assert()
+        .code(255)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("does not know how this shell quotes").count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(
+        !err.contains("job 1"),
+        "refused up front, not per job: {err}"
+    );
+    assert!(!joblog.exists(), "no job ran, so no joblog was started");
+}
+
+#[test]
+fn an_unknown_shell_does_not_matter_to_commands_run_without_one() {
     pardo()
         .env("PARALLEL_SHELL", "/usr/bin/fish")
-        .args(["echo {} | cat", ":::", "a"])
+        .args(["-k", "echo", ":::", "a", "b"])
         .assert()
-        .failure()
-        .stderr(predicates::str::contains(
-            "does not know how this shell quotes",
-        ));
+        .success()
+        .stdout("a\nb\n");
 }
 
 #[test]

@@ -52,12 +52,13 @@ pub enum CommandError {
         bytes: usize,
     },
     /// Spawning or waiting for a job failed for a reason other than the command itself.
-    #[error("job {seq}: {source}")]
+    // `error` is shown in the message, so it is not also a `source` (printed twice otherwise).
+    #[error("job {seq}: {error}")]
     Spawn {
         /// The job number.
         seq: u64,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A job's values cannot be put into the template safely; nothing was run for it.
     // `why` is shown in the message, so it is not also a `source` (printed twice otherwise).

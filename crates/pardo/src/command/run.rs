@@ -627,7 +627,7 @@ impl Runner {
                 } else {
                     CommandError::Spawn {
                         seq: job.seq,
-                        source: e,
+                        error: e,
                     }
                 }
             })?;

@@ -15,12 +15,13 @@ pub enum PoolError {
     #[error("a pool needs at least one worker (asked for 0)")]
     ZeroWorkers,
     /// The operating system refused to start a worker.
-    #[error("cannot start worker {worker}: {source}")]
+    // `error` is shown in the message, so it is not also a `source` (printed twice otherwise).
+    #[error("cannot start worker {worker}: {error}")]
     Spawn {
         /// The worker slot, from 1.
         worker: usize,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A worker process started but did not become a working pardo worker.
     #[error("worker {worker} did not start: {reason}")]

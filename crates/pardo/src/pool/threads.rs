@@ -178,8 +178,12 @@ impl ThreadPoolBuilder {
         let steering = match config {
             Some(c) => {
                 shared.recorder.set_setting("workers", "auto");
-                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL)
-                    .map_err(|source| PoolError::Spawn { worker: 0, source })?;
+                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL).map_err(
+                    |source| PoolError::Spawn {
+                        worker: 0,
+                        error: source,
+                    },
+                )?;
                 Some(s)
             }
             None => None,
@@ -624,7 +628,7 @@ impl Shared {
                     .spawn(move || worker_main(shared, index, local))
                     .map_err(|source| PoolError::Spawn {
                         worker: index + 1,
-                        source,
+                        error: source,
                     })?;
                 w.occupied[index] = true;
                 w.threads.push(thread);

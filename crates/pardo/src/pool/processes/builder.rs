@@ -147,9 +147,10 @@ impl ProcessPoolBuilder {
         }
         let program = match self.program {
             Some(p) => p,
-            None => {
-                std::env::current_exe().map_err(|source| PoolError::Spawn { worker: 1, source })?
-            }
+            None => std::env::current_exe().map_err(|source| PoolError::Spawn {
+                worker: 1,
+                error: source,
+            })?,
         };
         let recorder = Recorder::new(
             RunRecord::now("process_pool", workers),
@@ -178,8 +179,12 @@ impl ProcessPoolBuilder {
         let steering = match self.auto {
             Some(c) => {
                 shared.recorder.set_setting("workers", "auto");
-                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL)
-                    .map_err(|source| PoolError::Spawn { worker: 0, source })?;
+                let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL).map_err(
+                    |source| PoolError::Spawn {
+                        worker: 0,
+                        error: source,
+                    },
+                )?;
                 Some(s)
             }
             None => None,

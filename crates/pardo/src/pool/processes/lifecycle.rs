@@ -274,15 +274,19 @@ impl Proc {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| PoolError::Spawn { worker, source })?;
+        let mut child = cmd.spawn().map_err(|source| PoolError::Spawn {
+            worker,
+            error: source,
+        })?;
         let tracked = Arc::new(Tracked::new(child.id(), index));
         let guard = ReapUnlessDisarmed(Some(&tracked));
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(to), Some(from), Some(err)) = pipes else {
             let source = std::io::Error::other("the worker's pipes were not created");
-            return Err(PoolError::Spawn { worker, source });
+            return Err(PoolError::Spawn {
+                worker,
+                error: source,
+            });
         };
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let (done_tx, stderr_done) = mpsc::channel();
@@ -291,7 +295,10 @@ impl Proc {
             format!("pardo-proc-{worker}-stderr"),
             Box::new(move || forward_stderr(err, &tail, done_tx)),
         )
-        .map_err(|source| PoolError::Spawn { worker, source })?;
+        .map_err(|source| PoolError::Spawn {
+            worker,
+            error: source,
+        })?;
         guard.disarm();
         shared.register(&tracked);
         shared.stats.started.fetch_add(1, Ordering::Relaxed);

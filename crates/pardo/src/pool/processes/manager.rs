@@ -448,7 +448,7 @@ pub(super) fn resize(s: &Arc<Shared>, n: usize) -> Result<(), PoolError> {
                 Err(source) => {
                     spawn_error = Some(PoolError::Spawn {
                         worker: index + 1,
-                        source,
+                        error: source,
                     });
                     break;
                 }
