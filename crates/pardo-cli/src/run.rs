@@ -90,6 +90,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         bail!("--resume and --resume-failed need --joblog FILE");
     }
     let (timeout, grace) = (a.timeout, a.grace);
+    let load = a
+        .load
+        .as_deref()
+        .map(|l| args::parse_load(l, cores))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
 
     let (command, groups) = args::split_rest(&a.rest);
     let template = Template::parse(&command);
@@ -150,6 +156,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             line_buffer: a.line_buffer && !a.keep_order,
             skip,
             guard: guard.clone(),
+            gates: pardo::command::StartGates {
+                load,
+                memfree: a.memfree,
+                delay: a.delay,
+                ..Default::default()
+            },
         },
         recorder.clone(),
     );
