@@ -18,7 +18,8 @@ Exit status (as GNU parallel):
   With --halt ...,fail=...: the exit status of the job that met the condition.
 
 A job whose command does not exist fails with exit code 127, as under a shell.
-To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo` runs the demo).";
+To run a program literally named `demo` or `tune`, write `pardo -- demo ...` (`pardo demo` runs
+the demo, `pardo tune COMMAND ::: ...` finds the best -j for COMMAND).";
 
 /// `pardo [OPTIONS] [COMMAND...] [::: ARGS... | :::: FILES...]...`
 #[derive(Debug, Parser)]
@@ -28,6 +29,7 @@ To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo`
     about = "Run a command over many inputs in parallel (GNU parallel syntax), every job measured",
     override_usage = "pardo [OPTIONS] [COMMAND [ARG...]] [::: VALUES... | :::: FILES... | :::+ ... | ::::+ ...]...\n       \
                       ... | pardo [OPTIONS] COMMAND   (one input a line on stdin)\n       \
+                      pardo tune [OPTIONS] COMMAND ::: VALUES...   (pardo tune --help)\n       \
                       pardo demo",
     after_help = EXIT_STATUS
 )]

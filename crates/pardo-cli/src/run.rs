@@ -50,7 +50,7 @@ extern "C" fn on_interrupt(_sig: libc::c_int) {
     }
 }
 
-fn install_interrupt_handler(control: Arc<RunControl>) {
+pub(crate) fn install_interrupt_handler(control: Arc<RunControl>) {
     let _ = CONTROL.set(control);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only does async-signal-safe work (an atomic and `write`).
