@@ -18,7 +18,8 @@ Exit status (as GNU parallel):
   With --halt ...,fail=...: the exit status of the job that met the condition.
 
 A job whose command does not exist fails with exit code 127, as under a shell.
-To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo` runs the demo).";
+To run a program literally named `demo` or `tune`, write `pardo -- demo ...` (`pardo demo` runs
+the demo, `pardo tune COMMAND ::: ...` finds the best -j for COMMAND).";
 
 /// `pardo [OPTIONS] [COMMAND...] [::: ARGS... | :::: FILES...]...`
 #[derive(Debug, Parser)]
@@ -28,6 +29,7 @@ To run a program literally named `demo`, write `pardo -- demo ...` (`pardo demo`
     about = "Run a command over many inputs in parallel (GNU parallel syntax), every job measured",
     override_usage = "pardo [OPTIONS] [COMMAND [ARG...]] [::: VALUES... | :::: FILES... | :::+ ... | ::::+ ...]...\n       \
                       ... | pardo [OPTIONS] COMMAND   (one input a line on stdin)\n       \
+                      pardo tune [OPTIONS] COMMAND ::: VALUES...   (pardo tune --help)\n       \
                       pardo demo",
     after_help = EXIT_STATUS
 )]
@@ -99,6 +101,17 @@ pub struct Args {
     #[arg(long = "max-jobs", value_name = "N", default_value_t = DEFAULT_MAX_JOBS,
           value_parser = clap::value_parser!(usize))]
     pub max_jobs: usize,
+    /// Start no job while the one-minute load average is above MAX: a number, N% of the cores,
+    /// or +N / -N cores (as -j; 0 means 0.01).
+    #[arg(long = "load", value_name = "MAX", allow_hyphen_values = true)]
+    pub load: Option<String>,
+    /// Start no job while less than SIZE memory is available (K M G T P ×1024, k m g t p
+    /// ×1000); below half of it, stop the youngest job and run it again later.
+    #[arg(long = "memfree", value_name = "SIZE", value_parser = pardo::command::parse_size)]
+    pub memfree: Option<u64>,
+    /// Wait at least DURATION between two job starts (seconds, or 0.5s, 2m, 1h, 1d).
+    #[arg(long = "delay", value_name = "DURATION", value_parser = pardo::command::parse_duration)]
+    pub delay: Option<Duration>,
     /// Split each input line into columns at REGEX ({1}, {2}, ...).
     #[arg(long, value_name = "REGEX")]
     pub colsep: Option<String>,
@@ -230,6 +243,32 @@ pub fn parse_concurrency(
     }
 }
 
+/// Parses `--load`: a load average, N% of the cores, or +N / -N cores; 0 is 0.01 (GNU
+/// parallel's reading: 0 would never start anything).
+pub fn parse_load(spec: &str, cores: usize) -> Result<f64, String> {
+    let bad = || format!("invalid --load {spec:?}: expected a number, N%, +N or -N");
+    let num = |t: &str| -> Result<f64, String> {
+        t.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(bad)
+    };
+    let cores = cores as f64;
+    let max = if let Some(p) = spec.strip_suffix('%') {
+        cores * num(p)? / 100.0
+    } else if let Some(n) = spec.strip_prefix('+') {
+        cores + num(n)?
+    } else if spec.starts_with('-') {
+        cores + num(spec)?
+    } else {
+        num(spec)?
+    };
+    if max < 0.0 {
+        return Err(bad());
+    }
+    Ok(if max == 0.0 { 0.01 } else { max })
+}
+
 /// Parses a number of seconds (`--timeout`, `--grace`): finite, not negative, and no more than a
 /// [`Duration`] holds. `Duration::from_secs_f64` panics on the others; this says what is wrong.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -308,6 +347,18 @@ mod tests {
         assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
         for bad in ["1e20", "1e300", "NaN", "inf", "-inf", "-1", "x", ""] {
             assert!(parse_secs(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn load_forms() {
+        assert_eq!(parse_load("1.5", 4), Ok(1.5));
+        assert_eq!(parse_load("50%", 4), Ok(2.0));
+        assert_eq!(parse_load("+1", 4), Ok(5.0));
+        assert_eq!(parse_load("-1", 4), Ok(3.0));
+        assert_eq!(parse_load("0", 4), Ok(0.01));
+        for bad in ["x", "-5", "inf", "NaN%", ""] {
+            assert!(parse_load(bad, 4).is_err(), "{bad} accepted");
         }
     }
 

@@ -1,13 +1,15 @@
 //! `pardo`: run commands in parallel and see how it went.
 //!
-//! `pardo demo` runs the demo; anything else is GNU parallel's syntax (`pardo --help`). To run a
-//! program literally named `demo`, write `pardo -- demo …` or `pardo ./demo …`.
+//! `pardo demo` runs the demo and `pardo tune` finds the best number of jobs; anything else
+//! is GNU parallel's syntax (`pardo --help`). To run a
+//! program literally named `demo` or `tune`, write `pardo -- demo …` or `pardo ./demo …`.
 
 mod args;
 mod demo;
 mod inputs;
 mod output;
 mod run;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("demo") => demo::run(),
+        Some("tune") => tune::run(args),
         Some(run::GUARD_ARG) => {
             pardo::command::guard::serve(std::io::stdin().lock());
             Ok(ExitCode::SUCCESS)

@@ -50,7 +50,7 @@ extern "C" fn on_interrupt(_sig: libc::c_int) {
     }
 }
 
-fn install_interrupt_handler(control: Arc<RunControl>) {
+pub(crate) fn install_interrupt_handler(control: Arc<RunControl>) {
     let _ = CONTROL.set(control);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only does async-signal-safe work (an atomic and `write`).
@@ -90,6 +90,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         bail!("--resume and --resume-failed need --joblog FILE");
     }
     let (timeout, grace) = (a.timeout, a.grace);
+    let load = a
+        .load
+        .as_deref()
+        .map(|l| args::parse_load(l, cores))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
 
     let (command, groups) = args::split_rest(&a.rest);
     let template = Template::parse(&command);
@@ -154,6 +160,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             line_buffer: a.line_buffer && !a.keep_order,
             skip,
             guard: guard.clone(),
+            gates: pardo::command::StartGates {
+                load,
+                memfree: a.memfree,
+                delay: a.delay,
+                ..Default::default()
+            },
         },
         recorder.clone(),
     );

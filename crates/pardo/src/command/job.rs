@@ -72,6 +72,8 @@ pub struct Finished {
     pub timed_out: bool,
     /// It was stopped because the run was interrupted or halted.
     pub stopped: bool,
+    /// It was stopped to free memory ([`StopSignal::evict`]); the runner runs it again.
+    pub evicted: bool,
     /// User CPU of the job and its waited-for children.
     pub cpu_user_ns: u64,
     /// System CPU of the job and its waited-for children.
@@ -98,6 +100,9 @@ pub struct StopSignal<'a> {
     /// Told of the job's process group while it may run, so it can kill the group if the
     /// runner dies.
     pub guard: Option<&'a Guard>,
+    /// Readable when this job alone should be stopped (TERM, then KILL after the grace) to
+    /// free memory; it then ends with [`Finished::evicted`].
+    pub evict: Option<RawFd>,
 }
 
 /// Runs `program` to the end: spawns it as the leader of a new process group with stdin from
@@ -160,6 +165,7 @@ pub fn run(
     let mut interrupted = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
+    let mut evict = stop.evict;
     let deadline = limits.timeout.map(|t| later(started, t));
     let mut partial = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 64 * 1024];
@@ -215,6 +221,10 @@ pub fn run(
             // The pipe of the next level only: the one already acted on stays readable.
             fds.push(pollfd(stop.wake[usize::from(acted_level)]));
             kinds.push(3);
+        }
+        if let Some(fd) = evict {
+            fds.push(pollfd(fd));
+            kinds.push(4);
         }
         let wait_until = [
             if killed { None } else { kill_at },
@@ -289,11 +299,21 @@ pub fn run(
                     }
                 }
                 2 => exited = has_exited(pid),
+                4 => {
+                    // Acted on once; the pipe stays readable until the runner drains it.
+                    evict = None;
+                    exited = exited || has_exited(pid);
+                    if !exited && kill_at.is_none() && !killed {
+                        fin.evicted = true;
+                        signal_group(pid, libc::SIGTERM);
+                        kill_at = Some(later(Instant::now(), limits.grace));
+                    }
+                }
                 _ => {}
             }
         }
     }
-    if fin.timed_out || interrupted {
+    if fin.timed_out || interrupted || fin.evicted {
         // Take down anything the leader left in its group, while the unreaped leader still
         // holds the group id.
         signal_group(pid, libc::SIGKILL);
@@ -485,6 +505,7 @@ mod tests {
             wake: [-1, -1],
             level: &level,
             guard: None,
+            evict: None,
         };
         // A timeout of zero: the job is stopped (TERM, then the group KILL) as it starts.
         let limits = Limits {

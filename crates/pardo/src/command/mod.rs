@@ -10,6 +10,9 @@
 //!   conditions and interrupts, writing one [`TaskRecord`](crate::monitor::TaskRecord) per
 //!   attempt to a [`Recorder`](crate::monitor::Recorder) and handing each finished job to
 //!   [`Events`] (output, joblog).
+//! - [`starts`] holds starts back while the machine is busy or short of memory, spaces them
+//!   (`--load`, `--memfree`, `--delay`), and has the youngest job stopped and run again when
+//!   memory runs short.
 //! - [`joblog`] writes and reads GNU parallel's joblog format.
 //! - [`Spool`] holds a job's grouped output: in memory up to [`SPILL_AT`] bytes per stream, in
 //!   an unlinked temporary file past that.
@@ -27,6 +30,7 @@ mod quote;
 mod run;
 pub mod shell;
 mod spool;
+pub mod starts;
 mod template;
 
 pub use guard::Guard;
@@ -35,6 +39,7 @@ pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
 pub use spool::{Spool, SPILL_AT};
+pub use starts::{parse_duration, parse_size, Blocked, Machine, ProcMachine, StartGates};
 pub use template::{
     apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, QuoteError, Template,
 };

@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::guard::Guard;
 use super::job::{self, Capture, Finished, Limits, OutputStream, Program, StopSignal};
+use super::starts::{self, StartGates, Turns};
 use super::template::{JobArgs, Template};
 use super::CommandError;
 use crate::monitor::{Recorder, TaskRecord};
@@ -72,6 +73,8 @@ pub struct RunOptions {
     /// A [`Guard`] to tell of every job's process group, so the jobs die with the runner even
     /// when it is killed with SIGKILL.
     pub guard: Option<Arc<Guard>>,
+    /// When a job may start: `--load`, `--memfree`, `--delay` ([`StartGates`]).
+    pub gates: StartGates,
 }
 
 impl Default for RunOptions {
@@ -86,6 +89,7 @@ impl Default for RunOptions {
             line_buffer: false,
             skip: HashSet::new(),
             guard: None,
+            gates: StartGates::default(),
         }
     }
 }
@@ -304,6 +308,50 @@ struct Shared<'a> {
     tally: Mutex<Tally>,
     control: &'a RunControl,
     events: &'a dyn Events,
+    turns: Turns,
+    /// One per slot with `--memfree`, none without.
+    evict: Vec<SlotEvict>,
+    /// Slots whose loop has not returned yet.
+    live_slots: AtomicUsize,
+}
+
+/// What the memory watcher knows of a slot's running attempt, and the pipe that tells the
+/// attempt to stop.
+struct SlotEvict {
+    state: Mutex<EvictState>,
+    pipe: (OwnedFd, OwnedFd),
+}
+
+#[derive(Default)]
+struct EvictState {
+    /// Start of the attempt running now (recorder clock), `None` while idle.
+    started: Option<u64>,
+    /// The attempt was told to stop and has not ended yet.
+    evicting: bool,
+}
+
+impl SlotEvict {
+    /// Marks the attempt ended and drains the pipe, under the lock the watcher writes under,
+    /// so no stale byte can reach the slot's next attempt.
+    fn ended(&self) {
+        let mut st = lock(&self.state);
+        st.started = None;
+        st.evicting = false;
+        let mut buf = [0u8; 16];
+        // SAFETY: reading into a valid buffer from our own non-blocking pipe.
+        while unsafe { libc::read(self.pipe.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0
+        {
+        }
+    }
+}
+
+/// Counts a slot's loop as ended however it returns.
+struct SlotAlive<'a>(&'a AtomicUsize);
+
+impl Drop for SlotAlive<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Which slots may take a job: those numbered up to the target. A steered run moves the
@@ -470,6 +518,19 @@ impl Runner {
             .map_err(CommandError::Setup)?;
         // Closed when the main loop is done, which ends the watcher below.
         let (over_r, over_w) = wake_pipe().map_err(CommandError::Setup)?;
+        let evict = if self.opts.gates.memfree.is_some() {
+            (0..slots)
+                .map(|_| {
+                    Ok(SlotEvict {
+                        state: Mutex::new(EvictState::default()),
+                        pipe: wake_pipe()?,
+                    })
+                })
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(CommandError::Setup)?
+        } else {
+            Vec::new()
+        };
         let shared = Shared {
             rx: Mutex::new(rx),
             gate: Arc::clone(&gate),
@@ -478,9 +539,16 @@ impl Runner {
             tally: Mutex::new(Tally::default()),
             control,
             events,
+            turns: Turns::new(self.opts.gates.clone()),
+            evict,
+            live_slots: AtomicUsize::new(slots),
         };
         let mut input_error = None;
         std::thread::scope(|s| {
+            if !shared.evict.is_empty() {
+                let shared = &shared;
+                s.spawn(move || watch_memory(shared));
+            }
             for slot in 1..=slots as u32 {
                 let shared = &shared;
                 s.spawn(move || self.slot_loop(slot, shared));
@@ -551,7 +619,9 @@ impl Runner {
     }
 
     fn slot_loop(&self, slot: u32, shared: &Shared<'_>) {
+        let _alive = SlotAlive(&shared.live_slots);
         let writer = self.recorder.worker(slot);
+        let stopped = || shared.no_more.load(Ordering::SeqCst) || shared.control.level() > 0;
         loop {
             if !shared.gate.admit(slot) {
                 return;
@@ -560,7 +630,10 @@ impl Runner {
                 Ok(j) => j,
                 Err(_) => return,
             };
-            if shared.no_more.load(Ordering::SeqCst) || shared.control.level() > 0 {
+            if !shared
+                .turns
+                .wait_turn(&stopped, shared.control.wake_fds()[0])
+            {
                 writer.cancelled(TaskId(job.seq), job.submitted_ns, 1);
                 continue;
             }
@@ -599,14 +672,26 @@ impl Runner {
             wake: shared.control.wake_fds(),
             level: &shared.control.level,
             guard: self.opts.guard.as_deref(),
+            evict: None,
+        };
+        let evict = shared.evict.get(slot as usize - 1);
+        let stop = StopSignal {
+            evict: evict.map(|e| e.pipe.0.as_raw_fd()),
+            ..stop
         };
         let tries = self.opts.tries.max(1);
+        let interrupted = || shared.control.level() > 0;
         let mut attempt = 0;
+        // Attempts that count against `tries`: one stopped to free memory does not.
+        let mut counted = 0;
         loop {
             attempt += 1;
             writer.set_running(true);
             let start_wall = SystemTime::now();
             let started_ns = self.recorder.now_ns();
+            if let Some(e) = evict {
+                lock(&e.state).started = Some(started_ns);
+            }
             let t0 = Instant::now();
             let mut on_line = |stream: OutputStream, data: &[u8]| {
                 shared.events.line(job.seq, &job.args, stream, data);
@@ -617,6 +702,9 @@ impl Runner {
                 Capture::Group
             };
             let fin = job::run(&program, limits, &stop, capture);
+            if let Some(e) = evict {
+                e.ended();
+            }
             writer.set_running(false);
             let fin = fin.map_err(|e| {
                 if e.raw_os_error() == Some(libc::E2BIG) {
@@ -651,7 +739,17 @@ impl Runner {
                 outcome: outcome_of(&fin),
             });
             let ok = finished_ok(&fin);
-            if ok || fin.stopped || attempt >= tries || shared.control.level() > 0 {
+            if !fin.evicted {
+                counted += 1;
+            }
+            let again = !ok && !fin.stopped && !interrupted() && (fin.evicted || counted < tries);
+            // The next attempt takes its turn at the gates like any start; an interrupt while
+            // it waits makes this attempt the last.
+            if !again
+                || !shared
+                    .turns
+                    .wait_turn(&interrupted, shared.control.wake_fds()[0])
+            {
                 let start_unix_s = start_wall
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
@@ -701,6 +799,34 @@ impl Runner {
                 shared.control.raise_to(1);
             }
         }
+    }
+}
+
+/// With `--memfree`: while memory available is under half of it, stops the youngest running
+/// attempt (one at a time, the next once the last has ended), until the slots are done.
+fn watch_memory(shared: &Shared<'_>) {
+    let gates = shared.turns.gates();
+    while shared.live_slots.load(Ordering::SeqCst) > 0 && shared.control.level() == 0 {
+        let busy = shared.evict.iter().any(|e| lock(&e.state).evicting);
+        if !busy && gates.must_evict() {
+            let started: Vec<Option<u64>> = shared
+                .evict
+                .iter()
+                .map(|e| lock(&e.state).started)
+                .collect();
+            if let Some(i) = starts::youngest(&started) {
+                let mut st = lock(&shared.evict[i].state);
+                // Still the same attempt: it may have ended since the look above.
+                if st.started.is_some() && st.started == started[i] {
+                    st.evicting = true;
+                    // SAFETY: one byte from a valid buffer to our own pipe.
+                    unsafe {
+                        libc::write(shared.evict[i].pipe.1.as_raw_fd(), b"x".as_ptr().cast(), 1);
+                    }
+                }
+            }
+        }
+        starts::sleep_unless_woken(shared.control.wake_fds()[0], gates.poll);
     }
 }
 
