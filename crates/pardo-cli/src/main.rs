@@ -8,6 +8,7 @@ mod demo;
 mod inputs;
 mod output;
 mod run;
+mod see;
 
 use std::process::ExitCode;
 
