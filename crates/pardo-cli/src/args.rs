@@ -91,7 +91,9 @@ pub struct Args {
     /// Print the run's summary and findings on stderr at the end.
     #[arg(long)]
     pub stats: bool,
-    /// Write every job's record and the summary as JSON to FILE.
+    /// Write the run to FILE as JSON Lines while it goes: a header line, a line per job
+    /// attempt as it ends, samples, and the summary last (a killed run keeps what finished).
+    /// `-` is refused: job output goes to standard output.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Put N arguments on each command line.

@@ -9,6 +9,7 @@ mod demo;
 mod inputs;
 mod output;
 mod run;
+mod see;
 mod tune;
 
 use std::process::ExitCode;

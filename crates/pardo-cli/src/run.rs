@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use pardo::command::joblog::{self, Joblog};
 use pardo::command::{CommandError, JobArgs, RunControl, RunOptions, Runner, Template};
-use pardo::monitor::export::{Export, Json};
 use pardo::monitor::{format_duration, Recorder, Report, Retention, RunRecord};
 use pardo::tune::controller::ControllerConfig;
 
@@ -138,12 +137,14 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             args::Jobs::Auto { max } => format!("auto (at most {max})"),
         },
     ));
-    let retention = if a.json.is_some() {
+    // JSON Lines stream as jobs end; only views drawn at the end need every record kept.
+    let retention = if crate::see::Views::needs_records(&a) {
         Retention::All
     } else {
         Retention::SummaryOnly
     };
     let recorder = Recorder::new(run, true, retention);
+    let views = crate::see::Views::open(&a, &recorder)?;
     let guard = spawn_guard().map(Arc::new);
     let runner = Runner::new(
         template,
@@ -177,7 +178,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         bar,
     });
 
-    let result = runner.run(inputs, &output, &control);
+    let result = runner.run(inputs, &views.events(&output), &control);
     drop(runner);
     // Every job has ended: tell the guard so, and let it go.
     if let Some(g) = guard.and_then(Arc::into_inner) {
@@ -185,9 +186,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     }
     output.finish().context("cannot write the output")?;
     let report = recorder.report();
-    if let Some(path) = &a.json {
-        write_json(path, &report, &recorder)?;
-    }
+    views.finish(&report)?;
     if a.stats {
         print_stats(&report);
     }
@@ -275,9 +274,9 @@ fn spawn_guard() -> Option<pardo::command::Guard> {
     }
 }
 
-/// Opens a file pardo writes for `--json`: created or truncated, but never through a symlink
+/// Opens a file pardo writes (`--json`, `--trace`, `--report`): created or truncated, but never through a symlink
 /// (someone else's link in a shared directory would make pardo overwrite its target).
-fn create_no_follow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn create_no_follow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
@@ -285,17 +284,6 @@ fn create_no_follow(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         .truncate(true)
         .custom_flags(joblog::no_follow(path))
         .open(path)
-}
-
-fn write_json(path: &std::path::Path, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
-    let mut file = std::io::BufWriter::new(
-        create_no_follow(path).with_context(|| format!("cannot write {}", path.display()))?,
-    );
-    Json.write(report, &recorder.records(), &mut file)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn print_stats(r: &Report) {

@@ -252,11 +252,21 @@ fn stats_and_json_report_every_job() {
             predicate::str::contains("pardo: 3 jobs (2 ok, 1 not ok)")
                 .and(predicate::str::contains("per job")),
         );
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let records = doc["records"].as_array().unwrap();
+    // JSON Lines: a header, a line per job, samples, the summary last.
+    let text = std::fs::read_to_string(&json).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "run");
+    let records: Vec<_> = lines.iter().filter(|l| l["type"] == "task").collect();
     assert_eq!(records.len(), 3);
     assert!(records.iter().any(|r| r["exit_code"] == 3));
-    assert_eq!(doc["report"]["tasks"], 3);
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (&last["type"], &last["tasks"]),
+        (&"summary".into(), &3.into())
+    );
 }
 
 #[test]

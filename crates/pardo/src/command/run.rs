@@ -495,7 +495,19 @@ impl Runner {
                 };
                 Some(Steering::start(target, c, DEFAULT_INTERVAL).map_err(CommandError::Setup)?)
             }
-            None => None,
+            // A fixed run is sampled too, so its report can draw running, queued and CPU use
+            // over time like a steered one.
+            None => Some(
+                Steering::sample_only(
+                    SlotSteer {
+                        gate: Arc::clone(&gate),
+                        recorder: self.recorder.clone(),
+                        max: slots,
+                    },
+                    DEFAULT_INTERVAL,
+                )
+                .map_err(CommandError::Setup)?,
+            ),
         };
         let (tx, rx) = mpsc::sync_channel::<Job>(slots);
         // Inputs are read on a thread of their own, so that waiting for input that may never

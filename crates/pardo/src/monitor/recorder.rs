@@ -33,6 +33,19 @@ pub trait RecordSink: Send + Sync {
     fn on_record(&self, record: &TaskRecord) {
         let _ = record;
     }
+    /// A sample of the live state was taken (about every 100 ms while the run is sampled).
+    fn on_sample(&self, sample: &Sample) {
+        let _ = sample;
+    }
+    /// The concurrency changed, and why.
+    fn on_change(&self, change: &ConcurrencyChange) {
+        let _ = change;
+    }
+    /// The executor now runs `workers` workers, from `at_ns` (the steps utilisation is
+    /// computed over).
+    fn on_capacity(&self, at_ns: u64, workers: usize) {
+        let _ = (at_ns, workers);
+    }
 }
 
 /// How many records a recorder keeps in memory. The summary is exact either way; this bounds
@@ -194,8 +207,17 @@ impl Recorder {
     pub(crate) fn set_capacity(&self, workers: usize) {
         let at = self.now_ns();
         lock(&self.inner.capacity).push((at, workers));
-        let mut run = lock(&self.inner.run);
-        run.workers = run.workers.max(workers);
+        {
+            let mut run = lock(&self.inner.run);
+            run.workers = run.workers.max(workers);
+        }
+        self.feed_sinks(|s| s.on_capacity(at, workers));
+    }
+
+    /// The worker count over the run so far, as `(at_ns, workers)` steps, oldest first; the
+    /// first step is the count the run began with.
+    pub fn capacity_steps(&self) -> Vec<(u64, usize)> {
+        lock(&self.inner.capacity).clone()
     }
 
     /// Adds a sink that sees every record from now on.
@@ -213,14 +235,17 @@ impl Recorder {
         self.inner.sink_failures.load(Ordering::Relaxed)
     }
 
-    /// Calls every sink with `record`; removes and counts those that panic, so one faulty
+    /// Calls `call` on every sink; removes and counts those that panic, so one faulty
     /// exporter can neither kill the worker thread under it nor fail every later task.
-    fn feed_sinks(&self, record: &TaskRecord) {
+    fn feed_sinks(&self, call: impl Fn(&dyn RecordSink)) {
         let failed: Vec<Arc<dyn RecordSink>> = {
             let sinks = self.inner.sinks.read().unwrap_or_else(|p| p.into_inner());
+            if sinks.is_empty() {
+                return;
+            }
             sinks
                 .iter()
-                .filter(|s| catch_unwind(AssertUnwindSafe(|| s.on_record(record))).is_err())
+                .filter(|s| catch_unwind(AssertUnwindSafe(|| call(s.as_ref()))).is_err())
                 .cloned()
                 .collect()
         };
@@ -270,17 +295,19 @@ impl Recorder {
     /// Keeps a sample in the run's time series.
     pub(crate) fn push_sample(&self, s: Sample) {
         lock(&self.inner.samples).push(s);
+        self.feed_sinks(|sink| sink.on_sample(&s));
     }
 
     /// Notes a change of concurrency in the run's records.
     pub(crate) fn note_change(&self, from: u64, to: u64, reason: String) {
-        let at_ns = self.now_ns();
-        lock(&self.inner.changes).push(ConcurrencyChange {
-            at_ns,
+        let change = ConcurrencyChange {
+            at_ns: self.now_ns(),
             from,
             to,
             reason,
-        });
+        };
+        lock(&self.inner.changes).push(change.clone());
+        self.feed_sinks(|s| s.on_change(&change));
     }
 
     /// The concurrency changes made so far, oldest first.
@@ -424,7 +451,7 @@ impl WorkerRecorder {
     pub(crate) fn write(&self, record: TaskRecord) {
         let outcome = record.outcome;
         if self.recorder.inner.enabled {
-            self.recorder.feed_sinks(&record);
+            self.recorder.feed_sinks(|s| s.on_record(&record));
             let mut book = lock(&self.log.book);
             book.acc.add(&record);
             if self.recorder.inner.retention == Retention::All {

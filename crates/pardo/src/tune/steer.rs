@@ -59,7 +59,23 @@ impl Steering {
         let interval = interval.max(Duration::from_millis(1));
         let thread = std::thread::Builder::new()
             .name("pardo-steer".into())
-            .spawn(move || run(target, Controller::new(config), interval, &flag))?;
+            .spawn(move || run(target, Some(Controller::new(config)), interval, &flag))?;
+        Ok(Steering {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts a loop that only samples `target` every `interval` and never changes its
+    /// concurrency: a fixed-size run gets the same time series (running, queued, CPU) for its
+    /// reports as a steered one, for one short read of the counters and `/proc` per interval.
+    pub fn sample_only<S: Steerable>(target: S, interval: Duration) -> std::io::Result<Steering> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let interval = interval.max(Duration::from_millis(1));
+        let thread = std::thread::Builder::new()
+            .name("pardo-sample".into())
+            .spawn(move || run(target, None, interval, &flag))?;
         Ok(Steering {
             stop,
             thread: Some(thread),
@@ -98,7 +114,7 @@ struct Previous {
 
 fn run<S: Steerable>(
     target: S,
-    mut ctl: Controller,
+    mut ctl: Option<Controller>,
     interval: Duration,
     stop: &(Mutex<bool>, Condvar),
 ) {
@@ -107,13 +123,15 @@ fn run<S: Steerable>(
     // The busy fraction needs two readings: take the first now.
     let _ = machine.sample();
     let mut current = target.live();
-    if ctl.target() != current && target.set_target(ctl.target()).is_ok() {
-        rec.note_change(
-            current as u64,
-            ctl.target() as u64,
-            "start at the core count".into(),
-        );
-        current = ctl.target();
+    if let Some(first) = ctl.as_ref().map(Controller::target) {
+        if first != current && target.set_target(first).is_ok() {
+            rec.note_change(
+                current as u64,
+                first as u64,
+                "start at the core count".into(),
+            );
+            current = first;
+        }
     }
     let mut prev = Previous::default();
     // Sample quickly at first and slow down to `interval`: a short run must not spend its
@@ -154,6 +172,11 @@ fn run<S: Steerable>(
             ..ControlSample::default()
         }
         .with_machine(&m);
+        let Some(ctl) = ctl.as_mut() else {
+            let live = target.live() as u64;
+            push_sample(&rec, &report, &m, live, live);
+            continue;
+        };
         let decision = ctl.observe(&s);
         if decision.target != current {
             match target.set_target(decision.target) {
@@ -170,13 +193,29 @@ fn run<S: Steerable>(
                 Err(_) => current = target.live(),
             }
         }
-        let mut sample = rec.sample_counters(decision.target as u64, target.live() as u64);
-        sample.task_cpu_ns = report.cpu_user_ns.saturating_add(report.cpu_sys_ns);
-        sample.machine_busy = m.busy;
-        sample.mem_available_bytes = m.mem_available_bytes;
-        sample.load_avg = m.load_avg;
-        rec.push_sample(sample);
+        push_sample(
+            &rec,
+            &report,
+            &m,
+            decision.target as u64,
+            target.live() as u64,
+        );
     }
+}
+
+fn push_sample(
+    rec: &Recorder,
+    report: &crate::monitor::Report,
+    m: &crate::monitor::sampler::MachineSample,
+    target: u64,
+    live: u64,
+) {
+    let mut sample = rec.sample_counters(target, live);
+    sample.task_cpu_ns = report.cpu_user_ns.saturating_add(report.cpu_sys_ns);
+    sample.machine_busy = m.busy;
+    sample.mem_available_bytes = m.mem_available_bytes;
+    sample.load_avg = m.load_avg;
+    rec.push_sample(sample);
 }
 
 #[cfg(test)]

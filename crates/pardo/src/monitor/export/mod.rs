@@ -1,13 +1,21 @@
-//! Views of the data model as files: one module per format behind [`Export`].
+//! Views of the data model as files: one module per format.
 //!
-//! Formats are contracts: the JSON document and the CSV columns are the field names of
-//! [`TaskRecord`] and [`Report`], documented there field by field.
+//! Formats are contracts: the JSON document, the JSON Lines objects and the CSV columns are the
+//! field names of [`TaskRecord`] and [`Report`], documented there field by field.
+//!
+//! - [`Json`] and [`Csv`]: the whole run at the end, behind the [`Export`] trait.
+//! - [`JsonLines`]: the run as it happens (a [`RecordSink`](crate::monitor::RecordSink)), and
+//!   [`read_json_lines`] to read it back into a [`RunLog`].
 
 mod csv;
 mod json;
+mod jsonl;
+mod run_log;
 
 pub use self::csv::Csv;
 pub use self::json::Json;
+pub use self::jsonl::{read_json_lines, JsonLines};
+pub use self::run_log::{RunLog, StderrTail, STDERR_TAIL_BYTES};
 
 use std::io::Write;
 
@@ -22,6 +30,14 @@ pub enum ExportError {
     /// Encoding JSON failed.
     #[error("cannot encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A line of a JSON Lines file is not one pardo writes.
+    #[error("line {line} is not a pardo JSON Lines record: {source}")]
+    Line {
+        /// The line number, from 1.
+        line: usize,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
     /// Encoding CSV failed.
     #[error("cannot encode CSV: {0}")]
     Csv(#[from] ::csv::Error),
