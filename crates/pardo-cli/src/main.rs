@@ -7,6 +7,7 @@ mod args;
 mod demo;
 mod inputs;
 mod output;
+mod pipe;
 mod run;
 
 use std::process::ExitCode;

@@ -92,8 +92,16 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let (timeout, grace) = (a.timeout, a.grace);
 
     let (command, groups) = args::split_rest(&a.rest);
-    let template = Template::parse(&command);
-    let (inputs, total) = inputs::build(groups, a.colsep.as_deref(), a.max_args)?;
+    let template = if a.pipe || a.pipepart {
+        Template::parse_piped(&command)
+    } else {
+        Template::parse(&command)
+    };
+    let piped = crate::pipe::inputs(&a, !groups.is_empty(), start)?;
+    let (inputs, total) = match piped {
+        Some(_) => (Box::new(std::iter::empty()) as inputs::Inputs, None),
+        None => inputs::build(groups, a.colsep.as_deref(), a.max_args)?,
+    };
 
     if a.dry_run {
         return dry_run(&template, inputs, start);
@@ -161,7 +169,15 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         bar,
     });
 
-    let result = runner.run(inputs, &output, &control);
+    let mut read_failed = false;
+    let result = match piped {
+        Some(p) => {
+            let r = runner.run_piped(p.stdins, &output, &control);
+            read_failed = p.read_failed.load(std::sync::atomic::Ordering::SeqCst);
+            r
+        }
+        None => runner.run(inputs, &output, &control),
+    };
     drop(runner);
     // Every job has ended: tell the guard so, and let it go.
     if let Some(g) = guard.and_then(Arc::into_inner) {
@@ -182,7 +198,9 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let status = if let Some(code) = outcome.halted {
+    let status = if read_failed {
+        Status::Error
+    } else if let Some(code) = outcome.halted {
         Status::Halted(code)
     } else if outcome.interrupted {
         eprintln!(

@@ -10,6 +10,8 @@
 //!   conditions and interrupts, writing one [`TaskRecord`](crate::monitor::TaskRecord) per
 //!   attempt to a [`Recorder`](crate::monitor::Recorder) and handing each finished job to
 //!   [`Events`] (output, joblog).
+//! - [`pipe`] cuts a stream ([`pipe::Blocks`], `--pipe`) or a file ([`pipe::Parts`],
+//!   `--pipepart`) into blocks of whole records, each the [`Stdin`] of one job.
 //! - [`joblog`] writes and reads GNU parallel's joblog format.
 //! - [`Spool`] holds a job's grouped output: in memory up to [`SPILL_AT`] bytes per stream, in
 //!   an unlinked temporary file past that.
@@ -23,6 +25,7 @@
 pub mod guard;
 pub mod job;
 pub mod joblog;
+pub mod pipe;
 mod quote;
 mod run;
 pub mod shell;
@@ -30,7 +33,7 @@ mod spool;
 mod template;
 
 pub use guard::Guard;
-pub use job::{Finished, Program, Stream};
+pub use job::{Block, Finished, Program, Stdin, Stream};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
