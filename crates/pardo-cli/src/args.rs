@@ -117,6 +117,39 @@ pub struct Args {
     /// Split each input line into columns at REGEX ({1}, {2}, ...).
     #[arg(long, value_name = "REGEX")]
     pub colsep: Option<String>,
+    /// Read input from FILE, one argument a line (with --pipepart: the file to split).
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    pub arg_file: Vec<PathBuf>,
+    /// With --pipe/--pipepart: the first N lines (`:` is 1) go in front of every block.
+    #[arg(long, value_name = "REGEX")]
+    pub header: Option<String>,
+    /// Split standard input into blocks of whole records (--block, --recend, --recstart, -N);
+    /// each block is the standard input of one job.
+    #[arg(long)]
+    pub pipe: bool,
+    /// As --pipe, but split the regular file given with -a by seeking: pardo reads only a
+    /// little around each block edge, and the jobs get their bytes straight from the file.
+    #[arg(long)]
+    pub pipepart: bool,
+    /// With --pipe/--pipepart: blocks of about SIZE bytes (default 1M; K M G T are powers of
+    /// 1024, k m g t of 1000, as GNU parallel).
+    #[arg(long, alias = "block-size", value_name = "SIZE",
+          value_parser = pardo::command::pipe::parse_size)]
+    pub block: Option<usize>,
+    /// With --pipe/--pipepart: records end with STR (default `\n`; `\t`, `\0`, `\xHH` work;
+    /// empty when only --recstart is given).
+    #[arg(long, value_name = "STR")]
+    pub recend: Option<String>,
+    /// With --pipe/--pipepart: records start with STR; blocks are cut only where --recend is
+    /// followed by STR.
+    #[arg(long, value_name = "STR")]
+    pub recstart: Option<String>,
+    /// With --pipe: exactly N records per job (the last may have fewer); --block is ignored.
+    #[arg(short = 'N', value_name = "N")]
+    pub max_records: Option<usize>,
+    /// With --pipe: start one job per job slot and hand each block to whichever job is ready.
+    #[arg(long = "round-robin")]
+    pub round_robin: bool,
     /// The command, then its input sources.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub rest: Vec<OsString>,

@@ -8,6 +8,7 @@ mod args;
 mod demo;
 mod inputs;
 mod output;
+mod pipe;
 mod run;
 mod see;
 mod tune;

@@ -97,12 +97,20 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
 
     let (command, groups) = args::split_rest(&a.rest);
-    let template = Template::parse(&command);
+    let template = if a.pipe || a.pipepart {
+        Template::parse_piped(&command)
+    } else {
+        Template::parse(&command)
+    };
     if !template.is_direct() {
         // A shell pardo cannot quote for is refused before any job, once, not per job.
         pardo::command::shell::current()?;
     }
-    let (inputs, total) = inputs::build(groups, a.colsep.as_deref(), a.max_args)?;
+    let piped = crate::pipe::inputs(&a, !groups.is_empty(), start)?;
+    let (inputs, total) = match piped {
+        Some(_) => (Box::new(std::iter::empty()) as inputs::Inputs, None),
+        None => inputs::build(groups, a.colsep.as_deref(), a.max_args)?,
+    };
 
     if a.dry_run {
         return dry_run(&template, inputs, start);
@@ -178,7 +186,15 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         bar,
     });
 
-    let result = runner.run(inputs, &views.events(&output), &control);
+    let mut read_failed = false;
+    let result = match piped {
+        Some(p) => {
+            let r = runner.run_piped(p.stdins, &views.events(&output), &control);
+            read_failed = p.read_failed.load(std::sync::atomic::Ordering::SeqCst);
+            r
+        }
+        None => runner.run(inputs, &views.events(&output), &control),
+    };
     drop(runner);
     // Every job has ended: tell the guard so, and let it go.
     if let Some(g) = guard.and_then(Arc::into_inner) {
@@ -197,7 +213,9 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let status = if let Some(code) = outcome.halted {
+    let status = if read_failed {
+        Status::Error
+    } else if let Some(code) = outcome.halted {
         Status::Halted(code)
     } else if outcome.interrupted {
         eprintln!(

@@ -14,7 +14,53 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::guard::Guard;
+use super::pipe::{self, Range};
 use super::spool::Spool;
+
+/// A block of `--pipe` input, shared between a job and its retries.
+pub type Block = std::sync::Arc<Vec<u8>>;
+
+/// Where a job's standard input comes from.
+///
+/// Anything but [`Stdin::Null`] is written to the job's stdin pipe by a feeder thread of its
+/// own, so a job that reads slowly (or not at all) never stalls the collection of its output.
+/// A job that exits without reading everything ends the feeding quietly (EPIPE).
+#[derive(Clone, Debug, Default)]
+pub enum Stdin {
+    /// `/dev/null`.
+    #[default]
+    Null,
+    /// One block of bytes (`--pipe`).
+    Bytes(Block),
+    /// A byte range of a file, copied file to pipe in the kernel (`--pipepart`).
+    Range(Range),
+    /// Blocks taken, one after another, from a queue shared by several jobs until it closes:
+    /// whichever job is ready takes the next block (`--round-robin`).
+    Shared(std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Block>>>),
+}
+
+impl Stdin {
+    /// Writes this input to `fd` to the end; a reader that went away is not an error.
+    fn feed(&self, fd: &OwnedFd) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        let r = match self {
+            Stdin::Null => Ok(()),
+            Stdin::Bytes(b) => pipe::write_all_fd(raw, b),
+            Stdin::Range(r) => pipe::feed_range(r, raw),
+            Stdin::Shared(q) => loop {
+                let next = crate::sync::lock(q).recv();
+                let Ok(block) = next else { break Ok(()) };
+                if let Err(e) = pipe::write_all_fd(raw, &block) {
+                    break Err(e);
+                }
+            },
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
+}
 
 /// What to run: argv directly, or shell code under the chosen shell's `-c`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,12 +152,13 @@ pub struct StopSignal<'a> {
 }
 
 /// Runs `program` to the end: spawns it as the leader of a new process group with stdin from
-/// `/dev/null`, reads its output, and reaps it with `wait4`.
+/// `stdin` (`/dev/null` for [`Stdin::Null`]), reads its output, and reaps it with `wait4`.
 ///
 /// A program that cannot be found ends like it would under a shell: exit code 127 and a message
 /// on its stderr. An argument list the system refuses (E2BIG) is an error.
 pub fn run(
     program: &Program,
+    stdin: &Stdin,
     limits: Limits,
     stop: &StopSignal<'_>,
     mut capture: Capture<'_>,
@@ -139,10 +186,13 @@ pub fn run(
         }
         Program::Shell(code) => shell_command(code)?,
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(match stdin {
+        Stdin::Null => Stdio::null(),
+        _ => Stdio::piped(),
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -153,6 +203,17 @@ pub fn run(
         g.add(pid);
     }
     let mut unreaped = ReapOnError(Some(pid), stop.guard);
+    let feeder = match child.stdin.take().map(OwnedFd::from) {
+        Some(fd) => {
+            let input = stdin.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("pardo-stdin".into())
+                    .spawn(move || input.feed(&fd))?,
+            )
+        }
+        None => None,
+    };
     let mut out = child.stdout.take().map(OwnedFd::from);
     let mut err = child.stderr.take().map(OwnedFd::from);
     let pidfd = pidfd_open(pid);
@@ -321,10 +382,20 @@ pub fn run(
     if let Some(g) = stop.guard {
         g.remove(pid);
     }
+    // The job's end closed the pipe's read side (the group is gone, or let go of stdin), so
+    // the feeder is done or about to fail with EPIPE.
+    let fed = feeder.map(|f| f.join());
     unreaped.0 = None;
     reap(pid, &mut fin)?;
     drop(child);
-    Ok(fin)
+    match fed {
+        Some(Ok(Err(e))) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot feed the job's standard input: {e}"),
+        )),
+        Some(Err(_)) => Err(io::Error::other("the job's standard input feeder panicked")),
+        _ => Ok(fin),
+    }
 }
 
 /// Kills and reaps a job whose wait ended in an error, so an error never leaves a zombie or a
@@ -514,6 +585,7 @@ mod tests {
         };
         let fin = run(
             &Program::Shell(b"sleep 30 & wait".to_vec()),
+            &Stdin::Null,
             limits,
             &stop,
             Capture::Group,

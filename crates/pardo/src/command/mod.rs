@@ -13,6 +13,8 @@
 //! - [`starts`] holds starts back while the machine is busy or short of memory, spaces them
 //!   (`--load`, `--memfree`, `--delay`), and has the youngest job stopped and run again when
 //!   memory runs short.
+//! - [`pipe`] cuts a stream ([`pipe::Blocks`], `--pipe`) or a file ([`pipe::Parts`],
+//!   `--pipepart`) into blocks of whole records, each the [`Stdin`] of one job.
 //! - [`joblog`] writes and reads GNU parallel's joblog format.
 //! - [`Spool`] holds a job's grouped output: in memory up to [`SPILL_AT`] bytes per stream, in
 //!   an unlinked temporary file past that.
@@ -26,6 +28,7 @@
 pub mod guard;
 mod job;
 pub mod joblog;
+pub mod pipe;
 mod quote;
 mod run;
 pub mod shell;
@@ -34,7 +37,7 @@ pub mod starts;
 mod template;
 
 pub use guard::Guard;
-pub use job::{Finished, OutputStream, Program};
+pub use job::{Block, Finished, OutputStream, Program, Stdin};
 pub use run::{
     Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };

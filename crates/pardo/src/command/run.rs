@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::guard::Guard;
-use super::job::{self, Capture, Finished, Limits, OutputStream, Program, StopSignal};
+use super::job::{self, Capture, Finished, Limits, OutputStream, Program, Stdin, StopSignal};
 use super::starts::{self, StartGates, Turns};
 use super::template::{JobArgs, Template};
 use super::CommandError;
@@ -270,6 +270,7 @@ pub struct Runner {
 struct Job {
     seq: u64,
     args: Vec<Vec<u8>>,
+    stdin: Stdin,
     submitted_ns: u64,
 }
 
@@ -283,8 +284,8 @@ struct Tally {
 
 /// What the main loop of a run waits for.
 enum Feed {
-    /// The next input.
-    Item(io::Result<Vec<Vec<u8>>>),
+    /// The next input: a job's arguments and standard input.
+    Item(io::Result<(Vec<Vec<u8>>, Stdin)>),
     /// The inputs are exhausted.
     End,
     /// Look at the stop conditions again (an interrupt, a halt, an error).
@@ -477,6 +478,53 @@ impl Runner {
         events: &dyn Events,
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
+        self.run_jobs(inputs.map(|a| a.map(|a| (a, Stdin::Null))), events, control)
+    }
+
+    /// Runs one job per standard input from `inputs` (`--pipe`, `--pipepart`): the template
+    /// is rendered with no arguments (`{}` is empty, `{#}` is the job number). Otherwise as
+    /// [`Runner::run`]; the inputs are pulled as slots free up, so the blocks in memory are
+    /// at most about twice the slot count.
+    ///
+    /// ```
+    /// use pardo::command::{Block, Events, JobDone, RunControl, RunOptions, Runner, Stdin, Template};
+    /// use pardo::monitor::{Recorder, RunRecord, Retention};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// struct Collect(Mutex<Vec<Vec<u8>>>);
+    /// impl Events for Collect {
+    ///     fn done(&self, d: JobDone<'_>) -> std::io::Result<()> {
+    ///         self.0.lock().unwrap().push(d.finished.stdout.to_vec()?);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let template = Template::parse_piped(&["wc".into(), "-l".into()]);
+    /// let recorder = Recorder::new(RunRecord::now("command", 2), true, Retention::All);
+    /// let runner = Runner::new(template, RunOptions { slots: 2, ..RunOptions::default() }, recorder);
+    /// let out = Collect(Mutex::new(Vec::new()));
+    /// let blocks = ["a\nb\n", "c\n"].map(|s| Ok(Stdin::Bytes(Block::new(s.as_bytes().to_vec()))));
+    /// let outcome = runner.run_piped(blocks.into_iter(), &out, &RunControl::new()?)?;
+    /// assert_eq!(outcome.jobs, 2);
+    /// let mut counts = out.0.into_inner().unwrap();
+    /// counts.sort();
+    /// assert_eq!(counts, [b"1\n".to_vec(), b"2\n".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_piped(
+        &self,
+        inputs: impl Iterator<Item = io::Result<Stdin>> + Send + 'static,
+        events: &dyn Events,
+        control: &RunControl,
+    ) -> Result<RunOutcome, CommandError> {
+        self.run_jobs(inputs.map(|s| s.map(|s| (Vec::new(), s))), events, control)
+    }
+
+    fn run_jobs(
+        &self,
+        inputs: impl Iterator<Item = io::Result<(Vec<Vec<u8>>, Stdin)>> + Send + 'static,
+        events: &dyn Events,
+        control: &RunControl,
+    ) -> Result<RunOutcome, CommandError> {
         let slots = self.opts.slots.max(1);
         let first = match &self.opts.auto {
             Some(c) => c.cores.clamp(c.min.max(1), slots),
@@ -585,7 +633,7 @@ impl Runner {
                     Ok(Feed::Stop) => continue,
                     Ok(Feed::End) | Err(_) => break,
                 };
-                let args = match item {
+                let (args, stdin) = match item {
                     Ok(a) => a,
                     Err(e) => {
                         input_error = Some(CommandError::Input(e));
@@ -602,6 +650,7 @@ impl Runner {
                 let job = Job {
                     seq,
                     args,
+                    stdin,
                     submitted_ns: self.recorder.now_ns(),
                 };
                 if tx.send(job).is_err() {
@@ -713,7 +762,7 @@ impl Runner {
             } else {
                 Capture::Group
             };
-            let fin = job::run(&program, limits, &stop, capture);
+            let fin = job::run(&program, &job.stdin, limits, &stop, capture);
             if let Some(e) = evict {
                 e.ended();
             }

@@ -153,6 +153,24 @@ impl Template {
     /// Parses command words (joined with single spaces, as GNU parallel does). With no
     /// replacement string, `{}` is appended; with no words at all, each argument is the command.
     pub fn parse(words: &[OsString]) -> Template {
+        Template::parse_as(words, true)
+    }
+
+    /// As [`Template::parse`] but never appends `{}`: for jobs whose input is their standard
+    /// input (`--pipe`), which get no arguments.
+    ///
+    /// ```
+    /// use pardo::command::{JobArgs, Template};
+    /// let t = Template::parse_piped(&["wc".into(), "-l".into()]);
+    /// let line = t.render(&JobArgs { seq: 1, slot: 1, args: &[] })?;
+    /// assert_eq!(line.shell, b"wc -l");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parse_piped(words: &[OsString]) -> Template {
+        Template::parse_as(words, false)
+    }
+
+    fn parse_as(words: &[OsString], append: bool) -> Template {
         let all = Repl::Arg {
             pos: None,
             form: Form::Whole,
@@ -173,7 +191,7 @@ impl Template {
             text.extend_from_slice(w.as_encoded_bytes());
         }
         let mut lexed = quote::lex(&text, replacement);
-        if !lexed.pieces.iter().any(|p| matches!(p, Piece::Repl(..))) {
+        if append && !lexed.pieces.iter().any(|p| matches!(p, Piece::Repl(..))) {
             // Appended as GNU parallel does, then read in place like any other: after a
             // comment or inside a here-document it lands there, and is quoted for it.
             text.extend_from_slice(b" {}");
