@@ -118,7 +118,7 @@ pub struct Finished {
     pub timed_out: bool,
     /// It was stopped because the run was interrupted or halted.
     pub stopped: bool,
-    /// It was stopped to free memory ([`StopSignal::evict`]); the runner runs it again.
+    /// It was stopped to free memory (`--memfree`); the runner runs it again.
     pub evicted: bool,
     /// User CPU of the job and its waited-for children.
     pub cpu_user_ns: u64,
