@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pardo::command::{
-    Events, JobDone, Machine, RunControl, RunOptions, Runner, StartGates, Template,
-};
+use pardo::command::{Events, JobDone, Machine, RunControl, RunOptions, Runner, StartGates};
 use pardo::monitor::{Recorder, Retention, RunRecord};
 use pardo::Outcome;
 use support::eventually;
@@ -44,11 +42,7 @@ impl Machine for Squeezable {
 #[test]
 fn short_memory_stops_the_youngest_job_and_runs_it_again() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let template = Template::parse(&[format!(
-        "touch {d}/started.{{}}; while [ ! -e {d}/go ]; do sleep 0.01; done"
-    )
-    .into()]);
+    let template = support::held_jobs(dir.path());
     let squeeze = Arc::new(AtomicBool::new(false));
     let gates = StartGates {
         memfree: Some(GIB),

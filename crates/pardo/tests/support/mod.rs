@@ -48,6 +48,16 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A command template whose jobs create `DIR/started.<value>` and then wait until `DIR/go`
+/// exists: the test sees which jobs run and decides when they end.
+pub fn held_jobs(dir: &std::path::Path) -> pardo::command::Template {
+    let d = dir.display();
+    pardo::command::Template::parse(&[format!(
+        "touch {d}/started.{{}}; while [ ! -e {d}/go ]; do sleep 0.01; done"
+    )
+    .into()])
+}
+
 /// Burns roughly `n` iterations of CPU in a way the optimiser cannot remove.
 pub fn spin(n: u64) -> u64 {
     let mut x = n;
