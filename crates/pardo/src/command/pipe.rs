@@ -397,19 +397,12 @@ impl Parts {
     }
 
     fn cut_after(&self, edge: u64) -> io::Result<u64> {
-        // A boundary's cut lies `recend.len()` bytes into the match; a match starting before
-        // the edge may still cut after it.
+        // As GNU parallel does, the block runs on to the first boundary whose match starts at
+        // or after the edge: a record that ends exactly at the edge takes the next one along.
         let split_at = self.split.recend.len() as u64;
-        let from = edge.saturating_sub(split_at);
-        let mut at = from;
-        loop {
-            match find_in_file(&self.file, &self.pattern, at, self.size)? {
-                Some(m) if m + split_at > self.next && m + split_at >= edge => {
-                    return Ok(m + split_at)
-                }
-                Some(m) => at = m + 1,
-                None => return Ok(self.size),
-            }
+        match find_in_file(&self.file, &self.pattern, edge, self.size)? {
+            Some(m) => Ok(m + split_at),
+            None => Ok(self.size),
         }
     }
 }
