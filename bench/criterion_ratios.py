@@ -20,17 +20,23 @@ ITEMS = 1_000_000
 # (label, numerator benchmark, denominator benchmark, what the issue asks)
 PAIRS = [
     ("map_slice (monitoring on) / rayon par_iter collect",
-     "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "<= 1.5"),
+     "map_1m_trivial/pardo_map_slice", "map_1m_trivial/rayon_par_iter_collect", "<= 1.5"),
     ("streaming map (monitoring on) / rayon par_iter collect",
-     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/rayon_par_iter_collect", "(see notes)"),
+     "map_1m_trivial/pardo_map", "map_1m_trivial/rayon_par_iter_collect", "(see notes)"),
     ("streaming map (monitoring on) / rayon par_bridge collect",
-     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/rayon_par_bridge_collect", "<= 2.0"),
+     "map_1m_trivial/pardo_map", "map_1m_trivial/rayon_par_bridge_collect", "<= 2.0"),
     ("map_slice monitoring on / off",
-     "map_1m_trivial/pardo_map_slice_monitoring_on", "map_1m_trivial/pardo_map_slice_monitoring_off", "<= 1.10"),
+     "monitoring_1m_trivial/map_slice_on", "monitoring_1m_trivial/map_slice_off", "<= 1.10"),
     ("streaming map monitoring on / off",
-     "map_1m_trivial/pardo_map_monitoring_on", "map_1m_trivial/pardo_map_monitoring_off", "<= 1.10"),
+     "monitoring_1m_trivial/map_on", "monitoring_1m_trivial/map_off", "<= 1.10"),
     ("submit+wait / rayon spawn+channel",
      "submit_wait_one/pardo_submit_wait", "submit_wait_one/rayon_spawn_channel", "<= 2.0"),
+    ("async map_unordered / tokio JoinSet+Semaphore, 1,000 loopback GETs",
+     "loopback_get_1000_256_in_flight/pardo_map_unordered",
+     "loopback_get_1000_256_in_flight/tokio_joinset_semaphore", "<= 1.1"),
+    ("async ordered map / tokio JoinSet+Semaphore, 1,000 loopback GETs",
+     "loopback_get_1000_256_in_flight/pardo_map",
+     "loopback_get_1000_256_in_flight/tokio_joinset_semaphore", "(ordered)"),
 ]
 
 
@@ -63,6 +69,6 @@ if "--python" in sys.argv:
     out = subprocess.run([sys.executable, str(here / "python" / "executor_map.py")],
                          check=True, capture_output=True, text=True).stdout
     py_ns = float(out.split()[0])
-    ours = mean_ns("map_1m_trivial/pardo_map_monitoring_on") / ITEMS
+    ours = mean_ns("map_1m_trivial/pardo_map") / ITEMS
     print(f"| streaming map / Python ThreadPoolExecutor.map, per item | {fmt(ours)} | "
           f"{fmt(py_ns)} | {ours / py_ns:.3f}x | (anchor) |")

@@ -15,11 +15,14 @@ Exit status (as GNU parallel):
   101      more than 100 jobs failed
   255      any other error: bad option, unreadable input file, command line too long,
            interrupted (Ctrl-C), a joblog that cannot be written
-  With --halt ...,fail=...: the exit status of the job that met the condition.
+  With --halt: fail=1 gives the exit status of the job that met it, fail=N the number
+           failed, fail=P% the failed percentage of all jobs (rounded up), success=... 0.
 
 A job whose command does not exist fails with exit code 127, as under a shell.
-To run a program literally named `demo` or `tune`, write `pardo -- demo ...` (`pardo demo` runs
-the demo, `pardo tune COMMAND ::: ...` finds the best -j for COMMAND).";
+To run a program literally named `demo`, `tune`, `report` or `worker`, write `pardo -- demo ...`
+(`pardo demo` runs the demo, `pardo tune COMMAND ::: ...` finds the best -j for COMMAND, `pardo
+report RUN.jsonl` draws the HTML report of a run saved with --json, `pardo worker URL` serves
+--cluster runs).";
 
 /// `pardo [OPTIONS] [COMMAND...] [::: ARGS... | :::: FILES...]...`
 #[derive(Debug, Parser)]
@@ -30,6 +33,8 @@ the demo, `pardo tune COMMAND ::: ...` finds the best -j for COMMAND).";
     override_usage = "pardo [OPTIONS] [COMMAND [ARG...]] [::: VALUES... | :::: FILES... | :::+ ... | ::::+ ...]...\n       \
                       ... | pardo [OPTIONS] COMMAND   (one input a line on stdin)\n       \
                       pardo tune [OPTIONS] COMMAND ::: VALUES...   (pardo tune --help)\n       \
+                      pardo report RUN.jsonl [-o REPORT.html] [--trace FILE]   (from --json)\n       \
+                      pardo worker redis://HOST:PORT/DB [-j N]   (pardo worker --help)\n       \
                       pardo demo",
     after_help = EXIT_STATUS
 )]
@@ -49,35 +54,58 @@ pub struct Args {
     /// Print output a whole line at a time as it comes (lines of jobs may interleave).
     #[arg(long = "line-buffer")]
     pub line_buffer: bool,
-    /// Prefix each output line with the job's arguments and a tab.
+    /// Prefix each output line with the job's arguments (joined with a space) and a tab.
     #[arg(long)]
     pub tag: bool,
     /// Print the commands instead of running them.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
     /// Stop a job (its whole process group) after SECS seconds: TERM, then KILL after --grace.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    pub timeout: Option<Duration>,
+    /// `P%`: after P% of the median run time of the jobs finished so far (as GNU parallel).
+    #[arg(long, value_name = "SECS|P%", value_parser = parse_timeout)]
+    pub timeout: Option<Timeout>,
     /// Seconds between TERM and KILL when stopping jobs.
     #[arg(long, value_name = "SECS", default_value = "0.5", value_parser = parse_secs)]
     pub grace: Duration,
     /// Run a failing job up to N times in all.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
-    /// Stop the run: now|soon,fail=N|success=N|fail=P% (and never, the default).
-    #[arg(long, value_name = "WHEN,COND")]
+    /// Stop the run: now|soon,fail=N|success=N|fail=P%|success=P% (and never, the default;
+    /// GNU's short forms 0, 1, 2, -1, -2 and P% too).
+    #[arg(long, value_name = "WHEN,COND", allow_hyphen_values = true)]
     pub halt: Option<String>,
     /// Write GNU parallel's joblog to FILE, a line per job as it ends.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
-    /// With --joblog: skip the jobs the joblog lists, append to it.
-    #[arg(long)]
-    pub resume: bool,
+    /// With --joblog: skip the jobs the joblog lists, append to it. With --cluster,
+    /// `--resume=RUN` takes up run RUN again after its pardo stopped (nothing finished is lost).
+    #[arg(
+        long,
+        value_name = "RUN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub resume: Option<String>,
+    /// Run the jobs on the workers of a Redis instead of here: `pardo worker URL` on each
+    /// machine, then `pardo --cluster URL COMMAND ::: ...` (`redis://[user:password@]host:port/db`).
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// With --cluster: use a Redis off this machine without credentials (whoever can write to
+    /// it runs commands on every worker).
+    #[arg(long = "cluster-insecure")]
+    pub cluster_insecure: bool,
+    /// With --cluster: seconds a worker may go silent (killed, cut off) before its job is
+    /// taken by another worker.
+    #[arg(long = "cluster-lease", value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub cluster_lease: Duration,
     /// With --joblog: skip the jobs the joblog lists as succeeded, run the rest again.
     #[arg(long = "resume-failed")]
     pub resume_failed: bool,
-    /// Save each job's output as `DIR/<job number>/stdout` and stderr.
-    #[arg(long, value_name = "DIR")]
+    /// Save each job's output, not printing it (as GNU parallel): in the tree
+    /// `DIR/1/<value>/2/<value>/stdout|stderr|seq`, or with a name ending in .csv, .tsv or
+    /// .json, in that one file, a row per job (`-.csv` etc. is standard output).
+    #[arg(long, value_name = "DIR|FILE", allow_hyphen_values = true)]
     pub results: Option<PathBuf>,
     /// Progress bar on stderr (only when stderr is a terminal).
     #[arg(long)]
@@ -96,6 +124,29 @@ pub struct Args {
     /// `-` is refused: job output goes to standard output.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the run to FILE as a Chrome trace when it ends (open it in Perfetto UI or
+    /// chrome://tracing): a track per job slot, a slice per job, counters for running, queued,
+    /// jobs at once and CPU use. Keeps every job's record in memory until the end (about half
+    /// a KiB a job).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Write an HTML report of the run to FILE when it ends: one self-contained page (no
+    /// script, nothing fetched) with the summary, findings, a timeline per slot, concurrency
+    /// and CPU over time, durations, and the failed jobs with the end of their stderr. Keeps
+    /// every job's record in memory until the end (about half a KiB a job; for runs of
+    /// millions, use --json and `pardo report` afterwards).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Serve live metrics in the Prometheus text format at http://ADDR/metrics while the run
+    /// goes (IP:PORT, e.g. 127.0.0.1:9184; port 0 picks one, printed on stderr): jobs by
+    /// outcome, running, queued, jobs at once, a duration histogram, CPU seconds. Only a
+    /// loopback address unless --metrics-public.
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Let --metrics-addr bind an address other than loopback (anyone who can reach it sees
+    /// the run's metrics).
+    #[arg(long = "metrics-public")]
+    pub metrics_public: bool,
     /// Put N arguments on each command line.
     #[arg(short = 'n', long = "max-args", value_name = "N")]
     pub max_args: Option<usize>,
@@ -150,6 +201,72 @@ pub struct Args {
     /// With --pipe: start one job per job slot and hand each block to whichever job is ready.
     #[arg(long = "round-robin")]
     pub round_robin: bool,
+    // Inputs and replacement strings as GNU parallel reads them (issue 10).
+    /// Records in files and stdin end with a NUL byte instead of a newline (as `-d '\0'`).
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
+    /// Records in files and stdin end with STR instead of a newline (several characters
+    /// allowed; `\n`, `\t`, `\r`, `\0` and `\NNN` in octal are read as GNU parallel does).
+    #[arg(short = 'd', long = "delimiter", value_name = "STR")]
+    pub delimiter: Option<String>,
+    /// End-of-file string: a value equal to STR ends its input source (every source).
+    #[arg(short = 'E', value_name = "STR")]
+    pub eof: Option<String>,
+    /// Remove white space from each argument: n (none), l (start), r (end), lr or rl (both).
+    /// Default: lr with --colsep, n without (as GNU parallel).
+    #[arg(long, value_name = "n|l|r|lr|rl")]
+    pub trim: Option<String>,
+    /// Run the jobs in random order (reads every input first).
+    #[arg(long)]
+    pub shuf: bool,
+    /// Use STR instead of `{}` for the argument (`{}` and `{N}` are then plain text).
+    #[arg(short = 'I', long = "replace", value_name = "STR")]
+    pub replace: Option<String>,
+    /// More replacement strings: {..} {...} {/..} {/...} {+/} {+.} {+..} {+...}.
+    #[arg(long)]
+    pub plus: bool,
+    /// Quote the command: each word is passed as one literal word (no shell syntax).
+    #[arg(short = 'q', long = "quote")]
+    pub quote: bool,
+    /// As many arguments per command line as fit, `{}` repeating the whole word around it for
+    /// each (`pre{}post` becomes `pre1post pre2post`); spread evenly over the job slots.
+    #[arg(short = 'X', conflicts_with = "multi")]
+    pub context: bool,
+    /// As many arguments per command line as fit, `{}` standing for all of them separated by
+    /// spaces; spread evenly over the job slots.
+    #[arg(short = 'm')]
+    pub multi: bool,
+    /// With -X or -m: every command line shorter than N bytes (K M G ×1024, k m g ×1000);
+    /// at most, and by default, 131072 (the most one exec argument may hold on Linux).
+    #[arg(short = 's', long = "max-chars", value_name = "N")]
+    pub max_chars: Option<String>,
+    // Output and control options of GNU parallel (issue 10); kept together.
+    /// Print each job's output as it comes, unbuffered (lines of jobs may mix).
+    #[arg(short = 'u', long = "ungroup")]
+    pub ungroup: bool,
+    /// Print each job's command on standard output before its output.
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// Prefix each output line with STR and a tab; STR may hold replacement strings ({}, {1},
+    /// {#}, ...). Implies --tag.
+    #[arg(long, value_name = "STR")]
+    pub tagstring: Option<String>,
+    /// Run the jobs at niceness N (set, as in GNU parallel, not added to pardo's own).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub nice: Option<i32>,
+    /// Accepted and ignored (GNU parallel's citation notice; pardo prints none).
+    #[arg(long = "will-cite")]
+    pub will_cite: bool,
+    /// Accepted and ignored (GNU parallel's citation notice; pardo prints none).
+    #[arg(long)]
+    pub citation: bool,
+    /// Accepted: jobs run here, with the whole environment of pardo, NAME included.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Not supported (exit 255): pardo runs jobs on other machines with --cluster instead.
+    /// `-S :` (this machine) is accepted.
+    #[arg(short = 'S', long = "sshlogin", value_name = "LOGIN", aliases = ["sshloginfile", "slf"])]
+    pub sshlogin: Vec<String>,
     /// The command, then its input sources.
     #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub rest: Vec<OsString>,
@@ -204,6 +321,21 @@ pub fn split_rest(rest: &[OsString]) -> (Vec<OsString>, Vec<Group>) {
         i = end;
     }
     (command, groups)
+}
+
+/// How replacement strings are spelled for this run: `-I`, `--plus`, `-q` and the column
+/// names `--header` read.
+pub fn syntax(a: &Args, names: Vec<Vec<u8>>) -> anyhow::Result<pardo::command::Syntax> {
+    if a.replace.as_deref() == Some("") {
+        anyhow::bail!("invalid -I \"\": the replacement string cannot be empty");
+    }
+    Ok(pardo::command::Syntax {
+        replace: a.replace.clone().map(String::into_bytes),
+        names,
+        plus: a.plus,
+        quote: a.quote,
+        context: a.context,
+    })
 }
 
 /// Parses `-j`: N, N%, +N, -N (cores ± N); 0 means as many as the system allows (256 here).
@@ -317,30 +449,86 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: too many seconds"))
 }
 
-/// Parses `--halt`: `never`, or `now|soon,fail=N|success=N|fail=P%`.
+/// `--timeout`: a fixed time, or a percentage of the median run time of the jobs so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Timeout {
+    /// Stop a job after this long.
+    Fixed(Duration),
+    /// Stop a job after this percentage of the median job time (none until a job finished).
+    Percent(f64),
+}
+
+/// Parses `--timeout`: seconds, or `P%` (GNU parallel's median-relative form).
+pub fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => match p.parse::<f64>() {
+            Ok(p) if p.is_finite() && p > 0.0 => Ok(Timeout::Percent(p)),
+            _ => Err(format!("{s:?}: expected P% with P a number above 0")),
+        },
+        // Seconds, or GNU's units (2m, 1h, 1d...).
+        None => parse_secs(s)
+            .or_else(|_| pardo::command::parse_duration(s))
+            .map(Timeout::Fixed),
+    }
+}
+
+/// Parses `--halt`: `never`, `now|soon,fail=N|success=N|fail=P%|success=P%`, and GNU
+/// parallel's short forms (`0` never, `1`/`2` soon/now,fail=1, `-1`/`-2` soon/now,success=1,
+/// `P%` soon,fail=P%).
 pub fn parse_halt(spec: &str) -> Result<Option<pardo::command::Halt>, String> {
     use pardo::command::{Halt, HaltOn, HaltWhen};
-    if spec == "never" {
-        return Ok(None);
-    }
-    let bad = || format!("invalid --halt {spec:?}: expected now|soon,fail=N|success=N|fail=P%");
-    let (when, cond) = spec.split_once(',').ok_or_else(bad)?;
+    let long = match spec {
+        "never" | "0" => return Ok(None),
+        "1" => "soon,fail=1",
+        "2" => "now,fail=1",
+        "-1" => "soon,success=1",
+        "-2" => "now,success=1",
+        s if s.ends_with('%') && !s.contains(',') => &format!("soon,fail={s}"),
+        s => s,
+    };
+    let bad = || {
+        format!(
+            "invalid --halt {spec:?}: expected never, or now|soon,fail=N|success=N|fail=P%|success=P%"
+        )
+    };
+    let (when, cond) = long.split_once(',').ok_or_else(bad)?;
     let when = match when {
         "now" => HaltWhen::Now,
         "soon" => HaltWhen::Soon,
         _ => return Err(bad()),
     };
     let (kind, value) = cond.split_once('=').ok_or_else(bad)?;
+    let percent = |p: &str| match p.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(bad()),
+    };
     let on = match (kind, value.strip_suffix('%')) {
-        ("fail", Some(p)) => match p.parse::<f64>() {
-            Ok(p) if (0.0..=100.0).contains(&p) => HaltOn::FailPercent(p),
-            _ => return Err(bad()),
-        },
+        ("fail", Some(p)) => HaltOn::FailPercent(percent(p)?),
+        ("success", Some(p)) => HaltOn::SuccessPercent(percent(p)?),
         ("fail", None) => HaltOn::Fail(value.parse().map_err(|_| bad())?),
         ("success", None) => HaltOn::Success(value.parse().map_err(|_| bad())?),
         _ => return Err(bad()),
     };
     Ok(Some(Halt { when, on }))
+}
+
+/// Parses `-s/--max-chars` for -X and -m: a size below [`pardo::command::MAX_LINE`]; larger
+/// values are lowered to it with a warning, as GNU parallel does.
+pub fn max_chars(spec: Option<&str>) -> anyhow::Result<usize> {
+    let max = pardo::command::MAX_LINE;
+    let Some(spec) = spec else { return Ok(max) };
+    let n = pardo::command::parse_size(spec)
+        .map_err(|e| anyhow::anyhow!("invalid -s/--max-chars {spec:?}: {e}"))?;
+    if n == 0 {
+        anyhow::bail!("invalid -s/--max-chars {spec:?}: must be at least 1");
+    }
+    match usize::try_from(n) {
+        Ok(n) if n <= max => Ok(n),
+        _ => {
+            eprintln!("pardo: warning: -s/--max-chars {spec}: lowered to {max}, the most a command line may hold");
+            Ok(max)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -399,12 +587,24 @@ mod tests {
 
     #[test]
     fn halt_percent_must_be_a_percentage() {
+        use pardo::command::{HaltOn, HaltWhen};
         assert!(parse_halt("now,fail=50%").is_ok());
+        let short = |s| parse_halt(s).unwrap().map(|h| (h.when, h.on));
+        assert_eq!(short("0"), None);
+        assert_eq!(short("2"), Some((HaltWhen::Now, HaltOn::Fail(1))));
+        assert_eq!(short("-1"), Some((HaltWhen::Soon, HaltOn::Success(1))));
+        assert_eq!(
+            short("5%"),
+            Some((HaltWhen::Soon, HaltOn::FailPercent(5.0)))
+        );
         for bad in [
             "now,fail=NaN%",
             "now,fail=inf%",
             "now,fail=-1%",
             "now,fail=101%",
+            "now,success=x%",
+            "3",
+            "later,fail=1",
         ] {
             assert!(parse_halt(bad).is_err(), "{bad} accepted");
         }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pardo::monitor::export::RunLog;
 use pardo::monitor::{available_cores, format_duration};
 use pardo::{Report, ShutdownMode, ThreadPool};
 use pardo_demo::compare::{compare, Scenario};
@@ -12,6 +13,8 @@ struct Workload {
     name: String,
     tasks: u64,
     run: fn(u64),
+    /// Where the HTML report of its automatic run goes, in the current directory.
+    report_file: &'static str,
 }
 
 const HASH_BYTES: usize = 4 << 20;
@@ -34,16 +37,34 @@ enum Workers {
 
 /// Runs `w` on a fresh thread pool and returns the pool's report.
 fn measure(w: &Workload, workers: Workers) -> anyhow::Result<Report> {
+    Ok(measure_logged(w, workers)?.0)
+}
+
+/// As [`measure`], and everything the pool recorded, for the HTML report.
+fn measure_logged(w: &Workload, workers: Workers) -> anyhow::Result<(Report, RunLog)> {
     let builder = ThreadPool::builder();
     let pool = match workers {
         Workers::Fixed(n) => builder.workers(n),
         Workers::Auto => builder.auto().max_workers(w.tasks as usize),
     }
     .build()?;
+    pool.recorder()
+        .set_setting("command", &format!("pardo demo: {}", w.name));
     for result in pool.map(0..w.tasks, w.run).chunk_size(1) {
         result?;
     }
-    Ok(pool.shutdown(ShutdownMode::Wait))
+    let recorder = pool.recorder().clone();
+    let report = pool.shutdown(ShutdownMode::Wait);
+    let mut log = RunLog::from_recorder(&recorder);
+    log.summary = Some(report.clone());
+    Ok((report, log))
+}
+
+/// Writes the HTML report of one demo run into the current directory and returns its path.
+fn write_report(log: &RunLog, file: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(file);
+    crate::see::write_file(&path, "the demo's report to", |out| log.write_html(out))?;
+    Ok(std::fs::canonicalize(&path).unwrap_or(path))
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -52,11 +73,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         name: format!("hash {} MiB", HASH_BYTES >> 20),
         tasks: 16 * cores as u64,
         run: hash_task,
+        report_file: "pardo-demo-cpu.html",
     };
     let io = Workload {
         name: format!("wait {} ms", WAIT.as_millis()),
         tasks: 64,
         run: wait_task,
+        report_file: "pardo-demo-io.html",
     };
 
     println!(
@@ -68,6 +91,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         "workload", "workers", "tasks", "wall", "vs 1 worker", "efficiency", "cpu/wall"
     );
     let mut last = Vec::new();
+    let mut written = Vec::new();
     for w in [&cpu, &io] {
         let one = measure(w, Workers::Fixed(1))?;
         let mut sizes = vec![Workers::Fixed(1), Workers::Fixed(cores)];
@@ -80,7 +104,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         sizes.push(Workers::Auto);
         let mut reports = vec![(Workers::Fixed(1), one)];
         for &n in &sizes[1..] {
-            reports.push((n, measure(w, n)?));
+            if n == Workers::Auto {
+                let (report, log) = measure_logged(w, n)?;
+                written.push((w.name.clone(), write_report(&log, w.report_file)?));
+                reports.push((n, report));
+            } else {
+                reports.push((n, measure(w, n)?));
+            }
         }
         // Speedup as a user means it: the one-worker run's wall time over this run's, both
         // measured here; efficiency divides it by the (mean) worker count.
@@ -115,17 +145,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
             ));
         }
         if let Some((_, auto)) = reports.iter().find(|(n, _)| *n == Workers::Auto) {
-            if let (Some(first), Some(end)) = (auto.concurrency.first(), auto.concurrency.last()) {
-                let path: Vec<String> = std::iter::once(first.from)
-                    .chain(auto.concurrency.iter().map(|c| c.to))
-                    .map(|n| n.to_string())
-                    .collect();
-                last.push(format!(
-                    "{}, auto: workers {} ({})",
-                    w.name,
-                    path.join(" → "),
-                    end.reason
-                ));
+            if let Some(line) = crate::run::concurrency_line(auto) {
+                last.push(format!("{}, auto: {line}", w.name));
             }
         }
         if let Some((n, r)) = reports.iter().rev().find(|(n, _)| *n != Workers::Auto) {
@@ -143,6 +164,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         println!("- {line}");
     }
     compare_executors(cores)?;
+    println!("\nHTML reports of the automatic runs (open them in a browser; they work offline):");
+    for (name, path) in written {
+        println!("  {name}: {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,9 +182,11 @@ fn compare_executors(cores: usize) -> anyhow::Result<()> {
     })?;
     println!("{cpu}");
     let io = compare(Scenario::Http {
-        requests: 200,
+        // 8 threads (and processes) against async with 8 and with 80 requests in flight:
+        // 40 rounds of 8, so each row's time is its concurrency at work, not start-up.
+        requests: 320,
         delay: WAIT,
-        concurrency: 16,
+        concurrency: 8,
         workers: cores,
     })?;
     println!("{io}");

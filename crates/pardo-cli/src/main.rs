@@ -1,14 +1,18 @@
 //! `pardo`: run commands in parallel and see how it went.
 //!
-//! `pardo demo` runs the demo and `pardo tune` finds the best number of jobs; anything else
-//! is GNU parallel's syntax (`pardo --help`). To run a
-//! program literally named `demo` or `tune`, write `pardo -- demo …` or `pardo ./demo …`.
+//! `pardo demo` runs the demo, `pardo tune` finds the best number of jobs, `pardo report`
+//! draws a saved `--json` run and `pardo worker` serves `--cluster` runs; anything else is GNU
+//! parallel's syntax (`pardo --help`). To run a program literally named `demo`, `tune`,
+//! `report` or `worker`, write `pardo -- demo …` or `pardo ./demo …`.
 
 mod args;
+mod cluster;
 mod demo;
 mod inputs;
 mod output;
 mod pipe;
+mod report;
+mod results;
 mod run;
 mod see;
 mod tune;
@@ -42,6 +46,8 @@ fn run() -> anyhow::Result<ExitCode> {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("demo") => demo::run(),
         Some("tune") => tune::run(args),
+        Some("worker") => cluster::worker(args),
+        Some("report") => report::run(args),
         Some(run::GUARD_ARG) => {
             pardo::command::guard::serve(std::io::stdin().lock());
             Ok(ExitCode::SUCCESS)

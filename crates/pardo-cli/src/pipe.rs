@@ -35,10 +35,6 @@ pub fn inputs(a: &Args, has_sources: bool, jobs: usize) -> anyhow::Result<Option
         if let Some((_, name)) = alone.iter().find(|(given, _)| *given) {
             bail!("{name} needs --pipe or --pipepart");
         }
-        // Not yet read as argument sources on their own: refused rather than ignored.
-        if !a.arg_file.is_empty() || a.header.is_some() {
-            bail!("-a and --header are only supported with --pipe or --pipepart so far; use :::: FILE for -a");
-        }
         return Ok(None);
     }
     if a.pipe && a.pipepart {

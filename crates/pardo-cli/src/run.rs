@@ -73,6 +73,13 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
     };
+    // `-S :` is GNU parallel's name for this machine, where pardo runs anyway.
+    if let Some(login) = a.sshlogin.iter().find(|l| l.as_str() != ":") {
+        bail!(
+            "-S/--sshlogin {login}: pardo does not run jobs over ssh; to spread jobs over \
+             machines use --cluster (see the README)"
+        );
+    }
     let cores = pardo::monitor::available_cores();
     let jobs = args::parse_concurrency(a.jobs.as_deref(), a.max_jobs, cores)
         .map_err(anyhow::Error::msg)?;
@@ -85,10 +92,30 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         Some(h) => args::parse_halt(h).map_err(anyhow::Error::msg)?,
         None => None,
     };
-    if (a.resume || a.resume_failed) && a.joblog.is_none() {
+    let resume = a.resume.is_some();
+    if a.cluster.is_some() {
+        crate::cluster::check_options(&a)?;
+    } else if a.resume.as_deref().is_some_and(|r| !r.is_empty()) {
+        bail!("--resume=RUN takes up a --cluster run; without --cluster, --resume needs --joblog FILE");
+    } else if (resume || a.resume_failed) && a.joblog.is_none() {
         bail!("--resume and --resume-failed need --joblog FILE");
     }
-    let (timeout, grace) = (a.timeout, a.grace);
+    let (timeout, timeout_percent) = match a.timeout {
+        Some(args::Timeout::Fixed(t)) => (Some(t), None),
+        Some(args::Timeout::Percent(p)) => (None, Some(p)),
+        None => (None, None),
+    };
+    let grace = a.grace;
+    if let Some(n) = a.nice {
+        // SAFETY: getpriority on this process and geteuid have no preconditions.
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        if n < own && unsafe { libc::geteuid() } != 0 {
+            eprintln!(
+                "pardo: warning: --nice {n}: lower than pardo's own niceness ({own}), which \
+                 needs root; where the system refuses it, jobs run at {own}"
+            );
+        }
+    }
     let load = a
         .load
         .as_deref()
@@ -97,20 +124,82 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
 
     let (command, groups) = args::split_rest(&a.rest);
-    let template = if a.pipe || a.pipepart {
-        Template::parse_piped(&command)
+    let piped = crate::pipe::inputs(&a, !groups.is_empty(), start)?;
+    let groups = if piped.is_some() {
+        groups
     } else {
-        Template::parse(&command)
+        with_arg_files(&a, groups)
     };
+    // How many sources each job's values cycle through: unknown once --colsep (or --header,
+    // which splits at tabs) splits them.
+    let sources = match (a.colsep.is_some() || a.header.is_some(), groups.len()) {
+        (true, _) => None,
+        (false, 0) => Some(1),
+        (false, n) => Some(n),
+    };
+    let (inputs, total, template) = match piped {
+        Some(_) => {
+            refuse_with_pipe(&a)?;
+            let none: inputs::Inputs = Box::new(std::iter::empty());
+            (none, None, Template::parse_piped(&command))
+        }
+        None => {
+            let built = inputs::build(groups, &inputs::shape(&a)?)?;
+            let syntax = args::syntax(&a, built.names)?;
+            let mut template =
+                Template::parse_with(&command, &syntax).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if a.context || a.multi {
+                // Lengths are measured by rendering, which needs perl for {= =}.
+                template.start_perl()?;
+                let limits = pardo::command::Limits {
+                    max_chars: args::max_chars(a.max_chars.as_deref())?,
+                    max_args: a.max_args,
+                    slots: start,
+                };
+                let packed = pardo::command::Pack::new(template.clone(), built.inputs, limits)
+                    .map(|r| r.map_err(std::io::Error::other));
+                (Box::new(packed) as inputs::Inputs, None, template)
+            } else {
+                (built.inputs, built.total, template)
+            }
+        }
+    };
+    let mut template = template;
+    // One perl for the whole run, started (and every expression compiled) before any job.
+    template.start_perl()?;
     if !template.is_direct() {
         // A shell pardo cannot quote for is refused before any job, once, not per job.
         pardo::command::shell::current()?;
     }
-    let piped = crate::pipe::inputs(&a, !groups.is_empty(), start)?;
-    let (inputs, total) = match piped {
-        Some(_) => (Box::new(std::iter::empty()) as inputs::Inputs, None),
-        None => inputs::build(groups, a.colsep.as_deref(), a.max_args)?,
+    if let (
+        Some(pardo::command::Halt {
+            on: pardo::command::HaltOn::FailPercent(_) | pardo::command::HaltOn::SuccessPercent(_),
+            ..
+        }),
+        None,
+    ) = (halt, total)
+    {
+        eprintln!(
+            "pardo: warning: --halt {}: the number of jobs is not known before the run (the \
+             input is a stream), so the percentage is of the jobs finished so far",
+            a.halt.as_deref().unwrap_or_default()
+        );
+    }
+    let tag = match (&a.tagstring, a.tag) {
+        // Said plainly rather than printed as text: the tag is drawn without perl.
+        (Some(s), _) if s.contains("{=") => bail!(
+            "--tagstring {s:?}: {{= =}} expressions are not evaluated in --tagstring; use \
+             replacement strings such as {{}} {{.}} {{#}} there"
+        ),
+        (Some(s), _) => Some(Template::parse_text(s.as_bytes())),
+        (None, true) => Some(Template::parse_text(b"{}")),
+        (None, false) => None,
     };
+    let results = a
+        .results
+        .as_deref()
+        .map(crate::results::Results::open)
+        .transpose()?;
 
     if a.dry_run {
         return dry_run(&template, inputs, start);
@@ -122,7 +211,8 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     install_interrupt_handler(control.clone());
 
     let skip = match &a.joblog {
-        Some(path) if a.resume || a.resume_failed => joblog::done_jobs(path, a.resume_failed)
+        Some(_) if a.cluster.is_some() => Default::default(),
+        Some(path) if resume || a.resume_failed => joblog::done_jobs(path, a.resume_failed)
             .with_context(|| format!("cannot read the joblog {}", path.display()))?,
         _ => Default::default(),
     };
@@ -130,7 +220,7 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         .joblog
         .as_deref()
         .map(|p| {
-            Joblog::open(p, a.resume || a.resume_failed)
+            Joblog::open(p, resume || a.resume_failed)
                 .with_context(|| format!("cannot write the joblog {}", p.display()))
         })
         .transpose()?;
@@ -138,6 +228,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let bar = show_bar.then(|| progress_bar(total));
 
     let mut run = RunRecord::now("command", start);
+    // The reports' header shows what ran.
+    let shown: Vec<String> = command
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    run.settings.push(("command".into(), shown.join(" ")));
     run.settings.push((
         "jobs".into(),
         match jobs {
@@ -145,15 +241,40 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             args::Jobs::Auto { max } => format!("auto (at most {max})"),
         },
     ));
-    // JSON Lines stream as jobs end; only views drawn at the end need every record kept.
-    let retention = if crate::see::Views::needs_records(&a) {
-        Retention::All
-    } else {
-        Retention::SummaryOnly
-    };
-    let recorder = Recorder::new(run, true, retention);
+    // No record is kept in memory: the views that draw every record read them back from
+    // their spool at the end (see `see::Views`).
+    let recorder = Recorder::new(run, true, Retention::SummaryOnly);
     let views = crate::see::Views::open(&a, &recorder)?;
     let guard = spawn_guard().map(Arc::new);
+    let output = Output::new(OutputOptions {
+        keep_order: a.keep_order,
+        tag,
+        verbose: a.verbose,
+        streaming: a.results.is_none() && (a.ungroup || (a.line_buffer && !a.keep_order)),
+        joblog,
+        results,
+        sources,
+        bar,
+    });
+    if let Some(url) = &a.cluster {
+        drop(guard);
+        let outcome = crate::cluster::submit(
+            &a,
+            url,
+            template,
+            recorder.clone(),
+            inputs,
+            &views.events(&output),
+            &control,
+        );
+        output.finish().context("cannot write the output")?;
+        let report = recorder.report();
+        views.finish(&report)?;
+        if a.stats {
+            print_stats(&report);
+        }
+        return Ok(status_of(outcome?, false, a.halt.as_deref()).into());
+    }
     let runner = Runner::new(
         template,
         RunOptions {
@@ -166,7 +287,12 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
             grace,
             tries: a.retries.max(1),
             halt,
-            line_buffer: a.line_buffer && !a.keep_order,
+            // --results needs each job's output whole, whatever -u or --line-buffer say.
+            line_buffer: a.line_buffer && !a.keep_order && a.results.is_none(),
+            ungroup: a.ungroup && a.results.is_none(),
+            nice: a.nice,
+            timeout_percent,
+            jobs_total: total,
             skip,
             guard: guard.clone(),
             gates: pardo::command::StartGates {
@@ -178,13 +304,6 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         },
         recorder.clone(),
     );
-    let output = Output::new(OutputOptions {
-        keep_order: a.keep_order,
-        tag: a.tag,
-        joblog,
-        results: a.results.clone(),
-        bar,
-    });
 
     let mut read_failed = false;
     let result = match piped {
@@ -211,11 +330,26 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         Err(CommandError::Events(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Ok(ExitCode::SUCCESS)
         }
+        // -X/-m: a record too long for any line is the user's input, not a read failure.
+        Err(CommandError::Input(e))
+            if e.get_ref()
+                .is_some_and(|r| r.is::<pardo::command::PackError>()) =>
+        {
+            bail!("{e}")
+        }
         Err(e) => return Err(e.into()),
     };
-    let status = if read_failed {
+    Ok(status_of(outcome, read_failed, a.halt.as_deref()).into())
+}
+
+/// The exit status of a run that ended with `outcome`.
+fn status_of(outcome: pardo::command::RunOutcome, read_failed: bool, halt: Option<&str>) -> Status {
+    if read_failed {
         Status::Error
     } else if let Some(code) = outcome.halted {
+        if let Some(by) = &outcome.halted_by {
+            eprintln!("pardo: {}", halt_message(halt.unwrap_or_default(), by));
+        }
         Status::Halted(code)
     } else if outcome.interrupted {
         eprintln!(
@@ -227,14 +361,75 @@ pub fn main(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
         Status::Failed(outcome.failed)
     } else {
         Status::Ok
+    }
+}
+
+/// `-a FILE` sources go before the `:::` and `::::` ones, as in GNU parallel.
+fn with_arg_files(a: &Args, groups: Vec<args::Group>) -> Vec<args::Group> {
+    let files = a.arg_file.iter().map(|p| args::Group {
+        source: args::Source::File(p.clone()),
+        linked: false,
+    });
+    files.chain(groups).collect()
+}
+
+/// Options that shape argument lists mean nothing with `--pipe`: refused, not ignored.
+fn refuse_with_pipe(a: &Args) -> anyhow::Result<()> {
+    let given = [
+        (a.null, "-0"),
+        (a.delimiter.is_some(), "-d"),
+        (a.eof.is_some(), "-E"),
+        (a.trim.is_some(), "--trim"),
+        (a.shuf, "--shuf"),
+        (a.replace.is_some(), "-I"),
+        (a.context, "-X"),
+        (a.multi, "-m"),
+        (a.quote, "-q"),
+    ];
+    if let Some((_, name)) = given.iter().find(|(g, _)| *g) {
+        bail!("{name} cannot be used with --pipe or --pipepart (jobs get blocks of standard input, not arguments)");
+    }
+    Ok(())
+}
+
+/// Why `--halt` stopped the run, for stderr.
+fn halt_message(spec: &str, by: &pardo::command::HaltedBy) -> String {
+    let how = if by.ok {
+        "succeeded".to_owned()
+    } else if by.timed_out {
+        "timed out".to_owned()
+    } else if let Some(s) = by.signal {
+        format!("was killed by signal {s}")
+    } else {
+        format!("failed with exit code {}", by.exit_code.unwrap_or(0))
     };
-    Ok(status.into())
+    let then = if spec.starts_with("now") || spec == "2" || spec == "-2" {
+        "running jobs were stopped"
+    } else {
+        "no new job was started; running jobs were left to finish"
+    };
+    format!(
+        "--halt {spec} stopped the run: job {} {how} ({}); {} of {} finished jobs failed; {then}",
+        by.seq,
+        String::from_utf8_lossy(&by.command),
+        by.failed,
+        by.done
+    )
 }
 
 fn dry_run(template: &Template, inputs: inputs::Inputs, slots: usize) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for (i, args) in inputs.enumerate() {
-        let args = args.context("cannot read the inputs")?;
+        let args = match args {
+            Ok(args) => args,
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|r| r.is::<pardo::command::PackError>()) =>
+            {
+                bail!("{e}")
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the inputs")),
+        };
         let seq = i as u64 + 1;
         let line = template.render(&JobArgs {
             seq,
@@ -274,7 +469,7 @@ pub const GUARD_ARG: &str = "--internal-guard";
 /// Starts the process that kills the run's jobs should pardo die without stopping them (e.g.
 /// `kill -9`). Without one (no /proc to find this binary, no process left) the run goes on as
 /// before, with a warning.
-fn spawn_guard() -> Option<pardo::command::Guard> {
+pub(crate) fn spawn_guard() -> Option<pardo::command::Guard> {
     let started = std::env::current_exe().and_then(|exe| {
         let mut cmd = std::process::Command::new(exe);
         cmd.arg(GUARD_ARG);
@@ -304,7 +499,15 @@ pub(crate) fn create_no_follow(path: &std::path::Path) -> std::io::Result<std::f
         .open(path)
 }
 
-fn print_stats(r: &Report) {
+/// How an automatic run's job count moved and why, in one line ("j: 2 → 45 → 114 (…)"); counts
+/// held for less than a tenth of the run (at most a second) are probes and left out.
+pub(crate) fn concurrency_line(r: &Report) -> Option<String> {
+    let end = std::time::Duration::from_nanos(r.wall_ns);
+    let min_hold = (end / 10).min(std::time::Duration::from_secs(1));
+    pardo::tune::controller::report_timeline(&r.concurrency, end, min_hold)
+}
+
+pub(crate) fn print_stats(r: &Report) {
     let mut e = std::io::stderr().lock();
     let rss = r
         .max_rss_bytes
@@ -322,17 +525,8 @@ fn print_stats(r: &Report) {
         r.utilisation * 100.0,
         r.speedup
     );
-    if let (Some(first), Some(last)) = (r.concurrency.first(), r.concurrency.last()) {
-        let path: Vec<String> = std::iter::once(first.from)
-            .chain(r.concurrency.iter().map(|c| c.to))
-            .map(|n| n.to_string())
-            .collect();
-        let _ = writeln!(
-            e,
-            "pardo: jobs at once (automatic): {} ({})",
-            path.join(" → "),
-            last.reason
-        );
+    if let Some(line) = concurrency_line(r) {
+        let _ = writeln!(e, "pardo: automatic {line}");
     }
     let _ = writeln!(
         e,
@@ -357,6 +551,15 @@ fn print_stats(r: &Report) {
         format_duration(own),
         format_duration(own / r.tasks.max(1))
     );
+    for h in &r.hosts {
+        let _ = writeln!(
+            e,
+            "pardo: host {} ran {} jobs, {} each on average",
+            h.host,
+            h.tasks,
+            format_duration(h.mean_ns)
+        );
+    }
     for f in &r.findings {
         let _ = writeln!(e, "pardo: - {}", f.for_command_line());
     }

@@ -208,7 +208,12 @@ pub fn run(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let need = per_level.iter().copied().max().unwrap_or(1);
     // The sample: as many inputs as the largest level runs, no more, so memory follows the
     // ladder, not the input.
-    let (source, _) = inputs::build(groups, a.colsep.as_deref(), a.max_args)?;
+    let shape = inputs::Shape {
+        colsep: a.colsep.as_deref(),
+        max_args: a.max_args,
+        ..Default::default()
+    };
+    let source = inputs::build(groups, &shape)?.inputs;
     let sample: Vec<Vec<Vec<u8>>> = source
         .take(need)
         .collect::<io::Result<_>>()
@@ -219,11 +224,13 @@ pub fn run(argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let control = std::sync::Arc::new(RunControl::new().context("cannot set up the run")?);
     crate::run::install_interrupt_handler(control.clone());
 
+    let mut template = Template::parse(&command);
+    template.start_perl()?;
     let mut measured = Vec::with_capacity(levels.len());
     for (&n, &jobs) in levels.iter().zip(&per_level) {
         let recorder = Recorder::new(RunRecord::now("tune", n), true, Retention::SummaryOnly);
         let runner = Runner::new(
-            Template::parse(&command),
+            template.clone(),
             RunOptions {
                 slots: n,
                 ..RunOptions::default()

@@ -203,7 +203,9 @@ fn halt_now_on_first_failure_returns_its_exit_code() {
         .assert()
         .code(3)
         .stdout("")
-        .stderr("");
+        .stderr(predicates::str::contains(
+            "pardo: --halt now,fail=1 stopped the run: job 2 failed with exit code 3 (exit 3)",
+        ));
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     pardo()
         .args([
@@ -220,7 +222,9 @@ fn halt_now_on_first_failure_returns_its_exit_code() {
         .assert()
         .success()
         .stdout("a\nb\n")
-        .stderr("");
+        .stderr(predicates::str::contains(
+            "--halt soon,success=2 stopped the run: job 2 succeeded",
+        ));
 }
 
 #[test]

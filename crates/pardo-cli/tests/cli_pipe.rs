@@ -1,45 +1,9 @@
 //! `--pipe` and `--pipepart` against GNU parallel on the same input, and their error paths.
-//! Needs GNU parallel: fails naming it when it is missing, unless PARDO_SKIP_MISSING_TOOLS=1.
+//! Needs GNU parallel: fails naming it when it is missing.
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use support::pardo;
-
-fn gnu_parallel() -> Option<&'static str> {
-    let found = Command::new("parallel")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("parallel");
-    }
-    if std::env::var_os("PARDO_SKIP_MISSING_TOOLS").is_some_and(|v| v == "1") {
-        eprintln!("GNU parallel is not installed: comparison skipped (PARDO_SKIP_MISSING_TOOLS=1)");
-        return None;
-    }
-    panic!("GNU parallel is not installed (apt-get install -y parallel); set PARDO_SKIP_MISSING_TOOLS=1 to skip");
-}
-
-fn gnu(parallel: &str, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(parallel)
-        .arg("--will-cite")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    out
-}
+use support::{pardo, same_as_gnu};
 
 fn numbers(n: u32) -> Vec<u8> {
     (1..=n)
@@ -129,19 +93,13 @@ fn cases() -> Vec<(Vec<&'static str>, Vec<u8>)> {
 
 #[test]
 fn pipe_gives_what_gnu_parallel_gives() {
-    let Some(parallel) = gnu_parallel() else {
-        return;
-    };
     for (args, input) in cases() {
-        same_as_gnu(parallel, &args, &input);
+        same_as_gnu(&args, &input);
     }
 }
 
 #[test]
 fn pipepart_gives_what_gnu_parallel_gives() {
-    let Some(parallel) = gnu_parallel() else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lines");
     std::fs::write(&file, numbers(200_000)).unwrap();
@@ -153,25 +111,8 @@ fn pipepart_gives_what_gnu_parallel_gives() {
     ] {
         let mut args: Vec<&str> = args.split(' ').collect();
         args.splice(0..0, ["--pipepart", "-a", file, "-k"]);
-        same_as_gnu(parallel, &args, b"");
+        same_as_gnu(&args, b"");
     }
-}
-
-/// Runs `args` with `input` under pardo and under GNU parallel; fails unless stdout and the
-/// exit status are the same.
-fn same_as_gnu(parallel: &str, args: &[&str], input: &[u8]) {
-    let ours = pardo().args(args).write_stdin(input).output().unwrap();
-    let theirs = gnu(parallel, args, input);
-    assert_eq!(
-        String::from_utf8_lossy(&ours.stdout),
-        String::from_utf8_lossy(&theirs.stdout),
-        "stdout differs for {args:?}"
-    );
-    assert_eq!(
-        ours.status.code(),
-        theirs.status.code(),
-        "exit differs for {args:?}"
-    );
 }
 
 #[test]

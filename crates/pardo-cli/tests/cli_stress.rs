@@ -377,27 +377,27 @@ fn joblog_json_and_results_never_write_through_a_planted_symlink() {
             "{flag} resume={resume} wrote through the link"
         );
     }
-    // --results: a link planted where a job's stdout file goes.
+    // --results: a link planted where a job's stdout file goes (GNU's tree: source 1, value a).
     let results = dir.path().join("res");
-    std::fs::create_dir_all(results.join("1")).unwrap();
+    std::fs::create_dir_all(results.join("1/a")).unwrap();
     let target = dir.path().join("results.target");
     std::fs::write(&target, "precious\n").unwrap();
-    std::os::unix::fs::symlink(&target, results.join("1/stdout")).unwrap();
+    std::os::unix::fs::symlink(&target, results.join("1/a/stdout")).unwrap();
     pardo()
         .arg("--results")
         .arg(&results)
         .args(["echo", ":::", "a"])
         .assert()
         .success()
-        .stdout("a\n");
+        .stdout("");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
-    let stdout = results.join("1/stdout");
+    let stdout = results.join("1/a/stdout");
     assert!(!std::fs::symlink_metadata(&stdout).unwrap().is_symlink());
     assert_eq!(std::fs::read_to_string(&stdout).unwrap(), "a\n");
     // A planted link in place of a job's directory is refused.
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, results.join("2")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, results.join("1/b")).unwrap();
     let out = pardo()
         .arg("--results")
         .arg(&results)

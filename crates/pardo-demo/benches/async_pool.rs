@@ -1,76 +1,108 @@
-//! Async pool under I/O: 10,000 tasks, each awaiting one HTTP GET to a loopback server
-//! (127.0.0.1, answering at once), 256 in flight. Prints throughput and the runner's CPU per
-//! task: the pool's measured poll time per task, and the whole process's CPU per task (which
-//! also counts the server and the client I/O, so it is an upper bound).
+//! Async pool under I/O, side by side with plain tokio: the same 1,000 HTTP GETs to the same
+//! loopback server (127.0.0.1, answering at once, one new connection per request), 256 in
+//! flight, 2 runtime threads each.
 //!
-//! A plain `main` rather than criterion: one run of 10,000 requests is the measurement, and
-//! repeating it dozens of times would leave ~10^5 sockets in TIME_WAIT.
+//! - `tokio_joinset_semaphore`: what one writes without pardo — a `JoinSet`, and a
+//!   `Semaphore(256)` permit taken before each spawn.
+//! - `pardo_map_unordered`: `AsyncPool::map_unordered`, the same shape (results as they finish).
+//! - `pardo_map`: the ordered `AsyncPool::map` with its default window.
+//!
+//! `bench/criterion_ratios.py` turns the results into the ratios recorded in BENCHMARKS.md.
 //! Run: `cargo bench -p pardo-demo --bench async_pool`
+//!
+//! Every request opens a connection, and a closed one waits in TIME_WAIT for a minute; each
+//! benchmark sends about 20,000 requests, which the ephemeral ports hold (Linux reuses
+//! TIME_WAIT ports on loopback).
 
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use pardo::{pool_stream, AsyncPool, ShutdownMode};
-use pardo_demo::loopback::{get, LoopbackServer};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use pardo::{iter_stream, AsyncPool};
+use pardo_demo::loopback::{get, LoopbackServer, BODY};
 
-const TASKS: u64 = 10_000;
+const REQUESTS: u64 = 1_000;
 const IN_FLIGHT: usize = 256;
+const RUNTIME_THREADS: usize = 2;
 
-fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is valid for writes.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+/// Panics unless a request brought back the server's body: a benchmark of failures is none.
+fn check(got: std::io::Result<usize>) {
+    match got {
+        Ok(n) if n == BODY.len() => {}
+        other => panic!("a request failed: {other:?}"),
+    }
 }
 
-fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` runs this too, so keep that quick.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let tasks = if quick { 200 } else { TASKS };
+/// `REQUESTS` GETs with a `JoinSet`, at most `IN_FLIGHT` at once.
+async fn tokio_joinset(addr: SocketAddr) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..REQUESTS {
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        set.spawn(async move {
+            let got = get(addr).await;
+            drop(permit);
+            got
+        });
+        // Reap what has finished as we go, as a long-running program must.
+        while let Some(done) = set.try_join_next() {
+            check(done.expect("no task panics"));
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        check(done.expect("no task panics"));
+    }
+}
+
+fn loopback_get(c: &mut Criterion) {
     let server = LoopbackServer::start(Duration::ZERO).expect("start the loopback server");
     let addr = server.addr();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
+        .enable_all()
+        .build()
+        .expect("start a tokio runtime");
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(RUNTIME_THREADS)
         .max_in_flight(IN_FLIGHT)
         .build()
         .expect("start the pool");
-    let cpu0 = process_cpu_ns();
-    let t0 = Instant::now();
-    let failed = pool.block_on(async {
-        let mut results = pool.map(pool_stream(0..tasks), move |_| get(addr));
-        let mut failed = 0u64;
-        while let Some(r) = results.next().await {
-            if !matches!(r, Ok(Ok(_))) {
-                failed += 1;
-            }
-        }
-        failed
+
+    let mut g = c.benchmark_group("loopback_get_1000_256_in_flight");
+    g.throughput(Throughput::Elements(REQUESTS));
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("tokio_joinset_semaphore", |b| {
+        b.iter(|| runtime.block_on(tokio_joinset(addr)))
     });
-    let wall = t0.elapsed();
-    let cpu = process_cpu_ns() - cpu0;
-    let report = pool.shutdown(ShutdownMode::Wait);
-    let poll_cpu = report.cpu_user_ns + report.cpu_sys_ns;
-    println!("async_pool: {tasks} loopback HTTP GETs, {IN_FLIGHT} in flight, 2 runtime threads");
-    println!("  wall            {:.3} s", wall.as_secs_f64());
-    println!(
-        "  throughput      {:.0} tasks/s",
-        tasks as f64 / wall.as_secs_f64()
-    );
-    println!(
-        "  poll CPU/task   {:.1} µs (pool records)",
-        poll_cpu as f64 / tasks as f64 / 1e3
-    );
-    println!(
-        "  process CPU/task {:.1} µs (runner + server + I/O)",
-        cpu as f64 / tasks as f64 / 1e3
-    );
-    println!("  failed          {failed}");
-    println!(
-        "  verdict         {} (cpu/wall {:.2})",
-        report.workload,
-        report.cpu_ratio.unwrap_or(0.0)
-    );
-    assert_eq!(failed, 0, "every request succeeded");
+    g.bench_function("pardo_map_unordered", |b| {
+        b.iter(|| {
+            pool.block_on(async {
+                let mut results = pool.map_unordered(iter_stream(0..REQUESTS), |_| get(addr));
+                while let Some((_, r)) = results.next().await {
+                    check(r.expect("no task panics"));
+                }
+            })
+        })
+    });
+    g.bench_function("pardo_map", |b| {
+        b.iter(|| {
+            pool.block_on(async {
+                let mut results = pool.map(iter_stream(0..REQUESTS), |_| get(addr));
+                while let Some(r) = results.next().await {
+                    check(r.expect("no task panics"));
+                }
+            })
+        })
+    });
+    g.finish();
 }
+
+criterion_group!(benches, loopback_get);
+criterion_main!(benches);

@@ -19,9 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("{cpu}");
     let io = compare(Scenario::Http {
-        requests: 200,
+        // 8 threads (and processes) against async with 8 and with 80 requests in flight:
+        // 40 rounds of 8, so each row's time is its concurrency at work, not start-up.
+        requests: 320,
         delay: Duration::from_millis(20),
-        concurrency: 16,
+        concurrency: 8,
         workers: cores,
     })?;
     println!("{io}");

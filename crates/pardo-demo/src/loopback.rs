@@ -40,7 +40,7 @@ impl LoopbackServer {
             .thread_name("pardo-loopback")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let listener = runtime.block_on(async { listen(SocketAddr::from(([127, 0, 0, 1], 0))) })?;
         let addr = listener.local_addr()?;
         runtime.spawn(async move {
             loop {
@@ -79,6 +79,21 @@ impl Drop for LoopbackServer {
             rt.shutdown_background();
         }
     }
+}
+
+/// Connections the kernel may hold for the server before it accepts them. `TcpListener::bind`
+/// asks for 128, as the standard library does; with more clients connecting at once than that,
+/// the kernel drops their SYNs and each one retries after its 1 s retransmission timeout — which
+/// is what held 256 requests in flight to under 1,000 requests/s. The kernel caps this at
+/// `net.core.somaxconn` (4096 by default).
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for [`BACKLOG`] connections not yet accepted.
+fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// `GET /` from `addr` (`127.0.0.1:port`) on a new connection, blocking; returns the body's
@@ -152,5 +167,27 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(rt.block_on(get(server.addr())).unwrap(), BODY.len());
+    }
+
+    /// More clients than `TcpListener::bind`'s backlog of 128 connect at once and none is
+    /// dropped: with nothing accepting, every handshake must fit in the kernel's queue.
+    #[test]
+    fn the_listener_holds_hundreds_of_connections_not_yet_accepted() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_runtime = rt.enter();
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A dropped SYN is retried for minutes; the timeout only turns that into a failure.
+        let hang = Duration::from_secs(10);
+        let connected: Vec<TcpStream> = (0..300)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, hang)
+                    .unwrap_or_else(|e| panic!("connection {i} was not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(connected.len(), 300);
     }
 }

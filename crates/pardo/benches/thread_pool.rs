@@ -11,13 +11,16 @@ use rayon::prelude::*;
 
 const ITEMS: u64 = 1_000_000;
 
+/// One benchmarked call on a pool.
+type Work<'a> = dyn Fn(&ThreadPool) + 'a;
+
 fn workers() -> usize {
     pardo::monitor::available_cores()
 }
 
 /// A million trivial items: rayon's `par_iter().map(..).collect()` against pardo's indexed
-/// `map_slice` and its streaming `map` (each with monitoring on and off), on the same Vec with
-/// one worker per core.
+/// `map_slice` and its streaming `map`, on the same Vec with one worker per core; then each of
+/// pardo's with monitoring on against off.
 fn map_trivial(c: &mut Criterion) {
     let input: Vec<u64> = (0..ITEMS).collect();
     let rayon_pool = rayon::ThreadPoolBuilder::new()
@@ -33,6 +36,19 @@ fn map_trivial(c: &mut Criterion) {
         .monitoring(false)
         .build()
         .expect("pardo pool");
+    let slice = |p: &ThreadPool| {
+        black_box(
+            p.map_slice(&input, |x| x.wrapping_mul(3) ^ 7)
+                .expect("no task fails"),
+        );
+    };
+    let stream = |p: &ThreadPool| {
+        let out: Vec<u64> = p
+            .map(input.iter().copied(), |x| x.wrapping_mul(3) ^ 7)
+            .collect::<Result<_, _>>()
+            .expect("no task fails");
+        black_box(out);
+    };
 
     let mut g = c.benchmark_group("map_1m_trivial");
     g.throughput(Throughput::Elements(ITEMS));
@@ -58,40 +74,36 @@ fn map_trivial(c: &mut Criterion) {
             black_box(out)
         })
     });
-    g.bench_function("pardo_map_monitoring_on", |b| {
-        b.iter(|| {
-            let out: Vec<u64> = on
-                .map(input.iter().copied(), |x| x.wrapping_mul(3) ^ 7)
-                .collect::<Result<_, _>>()
-                .expect("no task fails");
-            black_box(out)
-        })
-    });
-    g.bench_function("pardo_map_slice_monitoring_on", |b| {
-        b.iter(|| {
-            black_box(
-                on.map_slice(&input, |x| x.wrapping_mul(3) ^ 7)
-                    .expect("no task fails"),
-            )
-        })
-    });
-    g.bench_function("pardo_map_slice_monitoring_off", |b| {
-        b.iter(|| {
-            black_box(
-                off.map_slice(&input, |x| x.wrapping_mul(3) ^ 7)
-                    .expect("no task fails"),
-            )
-        })
-    });
-    g.bench_function("pardo_map_monitoring_off", |b| {
-        b.iter(|| {
-            let out: Vec<u64> = off
-                .map(input.iter().copied(), |x| x.wrapping_mul(3) ^ 7)
-                .collect::<Result<_, _>>()
-                .expect("no task fails");
-            black_box(out)
-        })
-    });
+    g.bench_function("pardo_map", |b| b.iter(|| stream(&on)));
+    g.bench_function("pardo_map_slice", |b| b.iter(|| slice(&on)));
+    g.finish();
+
+    // What monitoring costs: the same call on a pool with records on and on one with them off.
+    // The two alternate call by call inside one measurement and each side times only its own
+    // calls, each from parked workers. Run one after the other, the two sides drifted by ±10 %
+    // from run to run on this VM, more than the cost to be measured.
+    let mut g = c.benchmark_group("monitoring_1m_trivial");
+    g.throughput(Throughput::Elements(ITEMS));
+    let works: [(&str, &Work); 2] = [("map", &stream), ("map_slice", &slice)];
+    for (name, work) in works {
+        for (side, timed, other) in [("on", &on, &off), ("off", &off, &on)] {
+            g.bench_function(format!("{name}_{side}"), |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = std::time::Duration::ZERO;
+                    for _ in 0..iters {
+                        work(other);
+                        // Until the other pool's idle workers have parked: spinning, they
+                        // would compete with the timed pool's for the cores.
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        let t0 = std::time::Instant::now();
+                        work(timed);
+                        spent += t0.elapsed();
+                    }
+                    spent
+                })
+            });
+        }
+    }
     g.finish();
 }
 

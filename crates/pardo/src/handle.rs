@@ -15,6 +15,27 @@ use std::time::{Duration, Instant};
 use crate::sync::{lock, wait, wait_timeout};
 use crate::task::{TaskError, TaskId};
 
+/// How a thread that waits for a handle helps the executor it works for: it is given `done`
+/// and a function to hand a waker to (`arm`), returns false at once when it cannot help, and
+/// otherwise runs the executor's queued work until `done()` holds. An executor installs one on
+/// its own threads ([`set_helper`]), so a task waiting on work of its own pool never holds up
+/// the worker that work needs; handles know nothing of the pools.
+pub(crate) type Helper = fn(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool;
+
+thread_local! {
+    static HELPER: std::cell::Cell<Option<Helper>> = const { std::cell::Cell::new(None) };
+}
+
+/// Installs (or with `None` removes) the calling thread's [`Helper`].
+pub(crate) fn set_helper(helper: Option<Helper>) {
+    HELPER.with(|h| h.set(helper));
+}
+
+/// Helps this thread's executor until `done()`, if the thread has a [`Helper`]; false if not.
+fn help_until(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool {
+    HELPER.with(|h| h.get()).is_some_and(|help| help(done, arm))
+}
+
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
@@ -32,6 +53,10 @@ struct Slot<T> {
 struct Inner<T> {
     result: Option<Result<T, TaskError>>,
     waker: Option<Waker>,
+    /// A thread sleeps (or is about to) on `ready`. A condition variable's notify is a system
+    /// call even with nobody waiting, so a task whose handle is polled, helped or never waited
+    /// on completes without one.
+    sleeping: bool,
 }
 
 impl<T> Slot<T> {
@@ -41,6 +66,7 @@ impl<T> Slot<T> {
             inner: Mutex::new(Inner {
                 result: None,
                 waker: None,
+                sleeping: false,
             }),
             ready: Condvar::new(),
         })
@@ -58,7 +84,7 @@ impl<T> Slot<T> {
 
     /// Stores the outcome and wakes whoever waits.
     fn complete(&self, result: Result<T, TaskError>) {
-        let waker = {
+        let (waker, sleeping) = {
             let mut inner = lock(&self.inner);
             inner.result = Some(result);
             // Cancelled stays cancelled; anything else is now done.
@@ -68,9 +94,11 @@ impl<T> Slot<T> {
             let _ = self
                 .state
                 .compare_exchange(QUEUED, DONE, Ordering::AcqRel, Ordering::Acquire);
-            inner.waker.take()
+            (inner.waker.take(), inner.sleeping)
         };
-        self.ready.notify_all();
+        if sleeping {
+            self.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -193,13 +221,14 @@ impl<T> Handle<T> {
             std::thread::yield_now();
         }
         if !self.is_done() {
-            crate::pool::threads::help_until(&|| self.is_done(), &|w| self.arm(w));
+            help_until(&|| self.is_done(), &|w| self.arm(w));
         }
         let mut inner = lock(&self.slot.inner);
         loop {
             if let Some(r) = inner.result.take() {
                 return r;
             }
+            inner.sleeping = true;
             inner = wait(&self.slot.ready, inner);
         }
     }
@@ -233,6 +262,7 @@ impl<T> Handle<T> {
                 if now >= deadline {
                     break;
                 }
+                inner.sleeping = true;
                 inner = wait_timeout(&self.slot.ready, inner, deadline - now);
             }
         }
@@ -388,6 +418,39 @@ impl<T> CompletionSet<T> {
         }
         None
     }
+
+    /// The async `next_ready`: a finished handle's result, or `Pending` with `cx`'s waker kept
+    /// to be woken by the next completion; `Ready(None)` when empty.
+    #[cfg(feature = "async")]
+    pub(crate) fn poll_next_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<(TaskId, Result<T, TaskError>)>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        // Armed before looking, so a completion between the look and `Pending` still wakes us.
+        {
+            let mut helper = lock(&self.helper);
+            if !helper.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *helper = Some(cx.waker().clone());
+            }
+        }
+        while let Ok(index) = self.rx.try_recv() {
+            let Some(h) = self.pending.get_mut(index).and_then(Option::take) else {
+                continue;
+            };
+            self.left -= 1;
+            self.free.push(index);
+            let id = h.id();
+            // A notice is posted only once the result is stored.
+            match h.try_wait() {
+                Ok(r) => return Poll::Ready(Some((id, r))),
+                Err(h) => self.push(h),
+            }
+        }
+        Poll::Pending
+    }
 }
 
 impl<T> CompletionSet<T> {
@@ -403,7 +466,7 @@ impl<T> CompletionSet<T> {
             }
             got.get().is_some()
         };
-        let helped = crate::pool::threads::help_until(&done, &|w| *lock(&self.helper) = Some(w));
+        let helped = help_until(&done, &|w| *lock(&self.helper) = Some(w));
         if helped {
             *lock(&self.helper) = None;
         }

@@ -35,6 +35,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod command;
 mod executor;
 mod handle;
@@ -55,7 +57,13 @@ pub use executor::{Executor, ShutdownMode};
 pub use handle::{as_completed, AsCompleted, Handle};
 pub use monitor::{Finding, Report};
 #[cfg(feature = "async")]
-pub use pool::aio::{pool_stream, AsyncPool, AsyncPoolBuilder, IterStream, MapStream};
+#[allow(deprecated)]
+pub use pool::aio::pool_stream;
+#[cfg(feature = "async")]
+pub use pool::aio::{
+    iter_stream, AsyncPool, AsyncPoolBuilder, IterStream, MapStream, MapUnorderedStream,
+    SHORT_POLL, WINDOW_PER_IN_FLIGHT,
+};
 pub use pool::map::{Map, MapUnordered};
 pub use pool::processes::{worker_hook, ProcessPool, ProcessPoolBuilder, ProcessStats};
 pub use pool::task_fn::{RunTask, TaskFn};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pardo::{pool_stream, AsyncPool, Executor, Outcome, ShutdownMode};
+use pardo::{iter_stream, AsyncPool, Executor, Outcome, ShutdownMode};
 
 /// Counts tasks in flight and remembers the most seen at once.
 #[derive(Default)]
@@ -29,7 +29,7 @@ impl InFlight {
 #[test]
 fn the_in_flight_bound_is_reached_and_never_exceeded() {
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(2)
         .max_in_flight(4)
         .build()
         .unwrap();
@@ -59,14 +59,14 @@ fn the_in_flight_bound_is_reached_and_never_exceeded() {
 #[test]
 fn map_over_a_stream_keeps_input_order_within_the_bound() {
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(2)
         .max_in_flight(8)
         .build()
         .unwrap();
     let counter = Arc::new(InFlight::default());
     let got: Vec<u64> = pool.block_on(async {
         let c = Arc::clone(&counter);
-        let mut results = pool.map(pool_stream(0..200u64), move |x| {
+        let mut results = pool.map(iter_stream(0..200u64), move |x| {
             let c = Arc::clone(&c);
             async move {
                 c.enter();
@@ -92,7 +92,7 @@ fn map_over_a_stream_keeps_input_order_within_the_bound() {
 #[test]
 fn a_panicking_future_is_panicked_and_the_pool_goes_on() {
     let pool = AsyncPool::builder()
-        .workers(1)
+        .runtime_threads(1)
         .max_in_flight(2)
         .build()
         .unwrap();
@@ -115,7 +115,7 @@ fn a_panicking_future_is_panicked_and_the_pool_goes_on() {
 #[test]
 fn records_count_poll_time_as_cpu_and_waiting_as_wall_only() {
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(2)
         .max_in_flight(16)
         .build()
         .unwrap();
@@ -140,10 +140,32 @@ fn records_count_poll_time_as_cpu_and_waiting_as_wall_only() {
     }
 }
 
+/// A future that blocks its thread inside one poll (a sync task run on the pool) is one long
+/// poll: its CPU comes from the thread CPU clock, so the time it slept is not CPU.
+#[test]
+fn a_poll_that_blocks_is_not_counted_as_cpu() {
+    let pool = AsyncPool::builder()
+        .runtime_threads(1)
+        .max_in_flight(1)
+        .build()
+        .unwrap();
+    let nap = pardo::SHORT_POLL * 200;
+    pool.submit(async move { std::thread::sleep(nap) })
+        .wait()
+        .unwrap();
+    let records = pool.recorder().records();
+    let r = &records[0];
+    assert!(r.wall_ns() >= nap.as_nanos() as u64, "{r:?}");
+    assert!(
+        r.cpu_ns() < r.wall_ns() / 2,
+        "blocked time counted as CPU: {r:?}"
+    );
+}
+
 #[test]
 fn cancel_pending_cancels_tasks_still_waiting_for_a_slot() {
     let pool = AsyncPool::builder()
-        .workers(1)
+        .runtime_threads(1)
         .max_in_flight(1)
         .build()
         .unwrap();
@@ -176,7 +198,7 @@ fn cancel_pending_cancels_tasks_still_waiting_for_a_slot() {
 #[test]
 fn handles_are_awaitable_and_work_with_as_completed() {
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(2)
         .max_in_flight(4)
         .build()
         .unwrap();
@@ -196,7 +218,7 @@ fn handles_are_awaitable_and_work_with_as_completed() {
 #[test]
 fn raising_the_bound_lets_more_run_at_once() {
     let pool = AsyncPool::builder()
-        .workers(2)
+        .runtime_threads(2)
         .max_in_flight(1)
         .build()
         .unwrap();

@@ -14,7 +14,7 @@ use support::{eventually, within};
 fn a_running_task_is_counted_as_running() {
     within("async running counter", 30, || {
         let pool = AsyncPool::builder()
-            .workers(1)
+            .runtime_threads(1)
             .max_in_flight(4)
             .build()
             .unwrap();
@@ -37,7 +37,7 @@ fn a_running_task_is_counted_as_running() {
 fn slots_are_never_shared_after_shrinking_and_growing() {
     let slots = within("async slots after resizes", 30, || {
         let pool = AsyncPool::builder()
-            .workers(2)
+            .runtime_threads(2)
             .max_in_flight(2)
             .build()
             .unwrap();

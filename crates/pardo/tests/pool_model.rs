@@ -16,7 +16,7 @@ use std::time::Duration;
 use pardo::monitor::{Recorder, TaskRecord};
 use pardo::{AsyncPool, Executor, Handle, Outcome, ShutdownMode, TaskError, TaskId, ThreadPool};
 use proptest::prelude::*;
-use support::{eventually, within, Latch};
+use support::{pardo_threads, within, Latch};
 
 /// Bound on any one handle, shutdown or case: a hang detector, far above what a pool needs.
 const LIMIT_S: u64 = 30;
@@ -145,7 +145,7 @@ impl ModelPool for Async {
     fn build(workers: usize) -> Self {
         Async {
             pool: AsyncPool::builder()
-                .workers(2)
+                .runtime_threads(2)
                 .max_in_flight(workers)
                 .build()
                 .unwrap(),
@@ -253,19 +253,17 @@ fn one_task_per_slot(records: &[TaskRecord]) {
     }
 }
 
-/// Threads of this process now.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
-}
-
 /// The model tests count threads, so they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `ops` then `end` on a fresh pool of kind `P` and checks every promise the pools make.
 fn check<P: ModelPool + 'static>(workers: usize, ops: Vec<Op>, end: End) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    within("a model sequence", LIMIT_S, move || {
-        let before = threads();
+    // Longer than the checks inside, so that a stuck check reports itself, not a bare hang.
+    within("a model sequence", 3 * LIMIT_S, move || {
+        // A listing of /proc/self/task can miss a thread that exits while it is read, so the
+        // count before is the largest of a few.
+        let before = (0..3).map(|_| pardo_threads().len()).max().unwrap_or(0);
         let pool = P::build(workers);
         let recorder: Recorder = pool.executor().recorder().clone();
         let inner_ids = pool.inner_ids();
@@ -327,8 +325,16 @@ fn check<P: ModelPool + 'static>(workers: usize, ops: Vec<Op>, end: End) {
             assert_eq!(n, 1, "{id} has {n} records: {:?}", per_id.get(id));
         }
         assert_eq!(per_id.len(), ids.len(), "records of tasks nobody submitted");
-        // Runtimes may let their threads go a moment after they say they are done.
-        eventually("the pool's threads gone", || threads() <= before);
+        // A joined thread leaves /proc a moment after the join returns.
+        let gone = (0..60_000).any(|_| {
+            std::thread::sleep(Duration::from_millis(1));
+            pardo_threads().len() <= before
+        });
+        assert!(
+            gone,
+            "threads the pool left: {before} before, now {:?}",
+            pardo_threads()
+        );
     });
 }
 

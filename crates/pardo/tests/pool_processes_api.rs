@@ -129,6 +129,11 @@ fn records_carry_worker_cpu_and_peak_rss() {
         assert!(r.cpu_ns() > 0, "{r:?}");
         assert!(r.max_rss_bytes.is_some_and(|b| b > 0), "{r:?}");
         assert!(r.worker >= 1 && r.worker <= 2);
+        // Run-queue wait is what tells CPU-bound work on a busy machine from work that waits
+        // on I/O; a worker process measures it as a worker thread does.
+        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+            assert!(r.cpu_wait_ns.is_some(), "{r:?}");
+        }
     }
     let report = pool.shutdown(ShutdownMode::Wait);
     assert_eq!(report.run.executor, "process_pool");
@@ -240,7 +245,10 @@ fn one_line_switches_the_executor() {
     }
     #[cfg(feature = "async")] // the async pool is behind the default-on `async` feature
     {
-        let tasks = pardo::AsyncPool::builder().workers(2).build().unwrap();
+        let tasks = pardo::AsyncPool::builder()
+            .runtime_threads(2)
+            .build()
+            .unwrap();
         assert_eq!(total_of_squares(&tasks), expected);
         assert_eq!(tasks.report().items, 11);
     }

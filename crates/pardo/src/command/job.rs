@@ -1,9 +1,11 @@
 //! One job: spawn it in its own process group, collect its output, reap it with `wait4` for
 //! its resource usage, and stop the whole group when it runs too long or the run is stopped.
 //!
-//! The wait is one `poll` over the job's stdout and stderr pipes, a pidfd that becomes readable
-//! when the job exits (Linux 5.3+; without it the job is reaped after its pipes close), and a
-//! wake pipe the runner makes readable when it is interrupted. Nothing sleeps on a timer.
+//! The wait is one `poll` over the job's stdout and stderr pipes and a wake pipe the runner
+//! makes readable when it is interrupted; once both pipes are closed and the leader still
+//! runs, a pidfd that becomes readable when it exits (Linux 5.3+; without it the job is reaped
+//! with a blocking `wait4`). Most jobs have exited by the time their pipes close, and need no
+//! pidfd at all. Nothing sleeps on a timer.
 
 use std::ffi::OsString;
 use std::io;
@@ -87,6 +89,8 @@ pub enum Capture<'a> {
     /// Passed on a complete line at a time as it arrives (`--line-buffer`); the last partial
     /// line when the stream ends.
     Lines(&'a mut dyn FnMut(OutputStream, &[u8])),
+    /// Passed on as it arrives, in whatever pieces the job wrote it (`--ungroup`).
+    Raw(&'a mut dyn FnMut(OutputStream, &[u8])),
 }
 
 impl std::fmt::Debug for Capture<'_> {
@@ -94,6 +98,7 @@ impl std::fmt::Debug for Capture<'_> {
         f.write_str(match self {
             Capture::Group => "Group",
             Capture::Lines(_) => "Lines",
+            Capture::Raw(_) => "Raw",
         })
     }
 }
@@ -105,6 +110,9 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Time between TERM and KILL.
     pub grace: Duration,
+    /// The niceness the job runs at (`--nice`), not added to the inherited one (as GNU
+    /// parallel); `None` leaves it as pardo's.
+    pub nice: Option<i32>,
 }
 
 /// How a job ended and what it used.
@@ -116,7 +124,8 @@ pub struct Finished {
     pub signal: Option<i32>,
     /// It ran past its timeout and was stopped.
     pub timed_out: bool,
-    /// It was stopped because the run was interrupted or halted.
+    /// It was stopped because the run was interrupted or halted, or refused by
+    /// `StopSignal::go_ahead`.
     pub stopped: bool,
     /// It was stopped to free memory (`--memfree`); the runner runs it again.
     pub evicted: bool,
@@ -137,7 +146,6 @@ pub struct Finished {
 }
 
 /// Something the waiting job should react to besides its own output and exit.
-#[derive(Debug)]
 pub struct StopSignal<'a> {
     /// Readable once the run reaches level 1, and level 2, respectively.
     pub wake: [RawFd; 2],
@@ -149,7 +157,30 @@ pub struct StopSignal<'a> {
     /// Readable when this job alone should be stopped (TERM, then KILL after the grace) to
     /// free memory; it then ends with [`Finished::evicted`].
     pub evict: Option<RawFd>,
+    /// `--timeout P%`: the limit follows the median job time while the job runs; it is looked
+    /// at again at least every [`RELATIVE_RECHECK`].
+    pub relative: Option<&'a super::timeout::RelativeTimeout>,
+    /// Asked once, as soon as the job is spawned, whether it may go on: false kills its group
+    /// at once, and it ends [`Finished::stopped`]. A cluster worker starts a job while Redis
+    /// is still answering whether the job is its to run, and asks here for that answer.
+    pub go_ahead: Option<&'a dyn Fn() -> bool>,
 }
+
+impl std::fmt::Debug for StopSignal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopSignal")
+            .field("wake", &self.wake)
+            .field("level", &self.level)
+            .field("guard", &self.guard)
+            .field("evict", &self.evict)
+            .field("relative", &self.relative)
+            .field("go_ahead", &self.go_ahead.is_some())
+            .finish()
+    }
+}
+
+/// How often a job under a relative timeout looks at the limit again.
+pub const RELATIVE_RECHECK: Duration = Duration::from_millis(50);
 
 /// Runs `program` to the end: spawns it as the leader of a new process group with stdin from
 /// `stdin` (`/dev/null` for [`Stdin::Null`]), reads its output, and reaps it with `wait4`.
@@ -193,6 +224,18 @@ pub fn run(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .process_group(0);
+    if let Some(n) = limits.nice {
+        // SAFETY: setpriority is async-signal-safe and touches only the new process. The
+        // niceness is set, not added to (as GNU parallel's); one the system refuses (lower
+        // than the inherited one, without the right) leaves the job at the inherited one, as
+        // `nice` does; the caller warns of that before the run.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setpriority(libc::PRIO_PROCESS, 0, n);
+                Ok(())
+            });
+        }
+    }
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -203,6 +246,10 @@ pub fn run(
         g.add(pid);
     }
     let mut unreaped = ReapOnError(Some(pid), stop.guard);
+    let refused = stop.go_ahead.is_some_and(|go| !go());
+    if refused {
+        signal_group(pid, libc::SIGKILL);
+    }
     let feeder = match child.stdin.take().map(OwnedFd::from) {
         Some(fd) => {
             let input = stdin.clone();
@@ -216,20 +263,23 @@ pub fn run(
     };
     let mut out = child.stdout.take().map(OwnedFd::from);
     let mut err = child.stderr.take().map(OwnedFd::from);
-    let pidfd = pidfd_open(pid);
+    // Opened once the pipes are closed and the leader has not exited (see the module docs).
+    let mut pidfd: Option<OwnedFd> = None;
+    let mut pidfd_tried = false;
     let mut fin = Finished::default();
     // The leader has exited but is left unreaped (a zombie) until the end: while it is, its pid
     // and so its process group id cannot be taken by another process, and signalling the group
     // can only reach this job.
     let mut exited = false;
     let mut acted_level = 0u8;
-    let mut interrupted = false;
+    let mut interrupted = refused;
     let mut kill_at: Option<Instant> = None;
-    let mut killed = false;
+    let mut killed = refused;
+    fin.stopped = refused;
     let mut evict = stop.evict;
-    let deadline = limits.timeout.map(|t| later(started, t));
+    let mut deadline = limits.timeout.map(|t| later(started, t));
     let mut partial = [Vec::new(), Vec::new()];
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = ReadBuf::take();
 
     loop {
         let level = stop.level.load(std::sync::atomic::Ordering::SeqCst);
@@ -249,6 +299,9 @@ pub fn run(
             }
         }
         let now = Instant::now();
+        if let Some(r) = stop.relative {
+            deadline = r.limit().map(|t| later(started, t));
+        }
         if let Some(d) = deadline {
             if now >= d && kill_at.is_none() && !killed {
                 fin.timed_out = true;
@@ -263,6 +316,13 @@ pub fn run(
             }
         }
         let pipes_open = out.is_some() || err.is_some();
+        if !pipes_open && !exited && !pidfd_tried {
+            exited = has_exited(pid);
+            if !exited {
+                pidfd = pidfd_open(pid);
+            }
+            pidfd_tried = true;
+        }
         if !pipes_open && (exited || pidfd.is_none()) {
             break;
         }
@@ -290,6 +350,9 @@ pub fn run(
         let wait_until = [
             if killed { None } else { kill_at },
             deadline.filter(|_| kill_at.is_none()),
+            stop.relative
+                .filter(|_| kill_at.is_none())
+                .map(|_| later(Instant::now(), RELATIVE_RECHECK)),
         ]
         .into_iter()
         .flatten()
@@ -319,7 +382,7 @@ pub fn run(
             match kind {
                 0 | 1 => {
                     let slot = if *kind == 0 { &mut out } else { &mut err };
-                    let n = match slot.as_ref().map(|fd| read_fd(fd.as_raw_fd(), &mut buf)) {
+                    let n = match slot.as_ref().map(|fd| read_fd(fd.as_raw_fd(), &mut buf.0)) {
                         Some(Ok(n)) => n,
                         Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                         _ => 0,
@@ -332,7 +395,7 @@ pub fn run(
                     let part = &mut partial[*kind as usize];
                     if n == 0 {
                         *slot = None;
-                        if let Capture::Lines(f) = &mut capture {
+                        if let Capture::Lines(f) | Capture::Raw(f) = &mut capture {
                             if !part.is_empty() {
                                 f(stream, part);
                                 part.clear();
@@ -344,12 +407,13 @@ pub fn run(
                     if matches!(stream, OutputStream::Stdout) {
                         fin.stdout_bytes += n as u64;
                     }
-                    let data = &buf[..n];
+                    let data = &buf.0[..n];
                     match &mut capture {
                         Capture::Group => match stream {
                             OutputStream::Stdout => fin.stdout.write_all(data)?,
                             OutputStream::Stderr => fin.stderr.write_all(data)?,
                         },
+                        Capture::Raw(f) => f(stream, data),
                         Capture::Lines(f) => {
                             part.extend_from_slice(data);
                             if let Some(end) = part.iter().rposition(|&b| b == b'\n') {
@@ -451,6 +515,31 @@ fn not_started(program: &Program, e: io::Error) -> io::Result<Finished> {
         stderr: Spool::from(msg),
         ..Finished::default()
     })
+}
+
+/// The buffer a slot's thread reads its jobs' output into, 64 KiB allocated once per thread
+/// rather than once per job; handed back when the job's wait ends.
+struct ReadBuf(Vec<u8>);
+
+thread_local! {
+    static READ_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl ReadBuf {
+    const LEN: usize = 64 * 1024;
+
+    fn take() -> ReadBuf {
+        let mut b = READ_BUF.with(|c| c.take());
+        b.resize(Self::LEN, 0);
+        ReadBuf(b)
+    }
+}
+
+impl Drop for ReadBuf {
+    fn drop(&mut self) {
+        let b = std::mem::take(&mut self.0);
+        let _ = READ_BUF.try_with(|c| c.set(b));
+    }
 }
 
 fn pollfd(fd: RawFd) -> libc::pollfd {
@@ -569,19 +658,27 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU8;
 
+    /// Nothing to stop the job but what the test sets.
+    fn quiet<'a>(level: &'a AtomicU8, go_ahead: Option<&'a dyn Fn() -> bool>) -> StopSignal<'a> {
+        StopSignal {
+            wake: [-1, -1],
+            level,
+            guard: None,
+            evict: None,
+            relative: None,
+            go_ahead,
+        }
+    }
+
     #[test]
     fn a_stopped_jobs_group_is_signalled_before_its_leader_is_reaped() {
         let level = AtomicU8::new(0);
-        let stop = StopSignal {
-            wake: [-1, -1],
-            level: &level,
-            guard: None,
-            evict: None,
-        };
+        let stop = quiet(&level, None);
         // A timeout of zero: the job is stopped (TERM, then the group KILL) as it starts.
         let limits = Limits {
             timeout: Some(Duration::ZERO),
             grace: Duration::from_secs(30),
+            nice: None,
         };
         let fin = run(
             &Program::Shell(b"sleep 30 & wait".to_vec()),
@@ -597,5 +694,47 @@ mod tests {
         // Once reaped, the leader's pid (the group id) may be another process's: nothing
         // may be signalled after the reap.
         assert_eq!(trace.last(), Some(&"reap"), "{trace:?}");
+    }
+
+    fn asked(go: bool) -> (Finished, u32) {
+        let level = AtomicU8::new(0);
+        let asked = std::cell::Cell::new(0);
+        let go_ahead = || {
+            asked.set(asked.get() + 1);
+            go
+        };
+        let stop = quiet(&level, Some(&go_ahead));
+        let limits = Limits {
+            timeout: None,
+            grace: Duration::from_secs(30),
+            nice: None,
+        };
+        // With the go-ahead it prints and ends; refused, only a kill of the whole group ends
+        // it (the shell waits for a sleep it put in the background).
+        let program = Program::Shell(b"echo started; sleep 30 & wait".to_vec());
+        let program = if go {
+            Program::Shell(b"echo started".to_vec())
+        } else {
+            program
+        };
+        let fin = run(&program, &Stdin::Null, limits, &stop, Capture::Group).unwrap();
+        (fin, asked.get())
+    }
+
+    #[test]
+    fn a_job_refused_once_spawned_is_killed_with_its_group_and_ends_stopped() {
+        let (fin, asked) = asked(false);
+        assert_eq!(asked, 1);
+        assert!(fin.stopped);
+        assert_eq!(fin.signal, Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_job_given_the_go_ahead_runs_to_its_end() {
+        let (fin, asked) = asked(true);
+        assert_eq!(asked, 1);
+        assert!(!fin.stopped);
+        assert_eq!(fin.exit_code, Some(0));
+        assert_eq!(fin.stdout.to_vec().unwrap(), b"started\n");
     }
 }

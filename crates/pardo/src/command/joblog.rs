@@ -3,7 +3,8 @@
 //!
 //! A header line, then one line per finished job, tab-separated:
 //! - `Seq`: the job number (`{#}`);
-//! - `Host`: `:` (this machine);
+//! - `Host`: `:` (this machine), or the host name of the worker that ran the job on a cluster
+//!   (where GNU parallel writes the `--sshlogin`);
 //! - `Starttime`: Unix time the job started, seconds with three decimals;
 //! - `JobRuntime`: seconds with three decimals, right-aligned in 10 columns (`%10.3f`);
 //! - `Send`: bytes sent to a remote host: `0` here (all jobs are local);
@@ -31,6 +32,8 @@ pub const HEADER: &str =
 pub struct JoblogEntry<'a> {
     /// Job number.
     pub seq: u64,
+    /// The host that ran it when that was not this machine; `None` writes `:`.
+    pub host: Option<&'a str>,
     /// Start, in seconds since the Unix epoch.
     pub start_unix_s: f64,
     /// Run time in seconds.
@@ -50,15 +53,21 @@ pub struct JoblogEntry<'a> {
 /// ```
 /// use pardo::command::joblog::{format_line, JoblogEntry};
 /// let line = format_line(&JoblogEntry {
-///     seq: 3, start_unix_s: 1700000000.1234, runtime_s: 0.5, stdout_bytes: 12, exit_code: 1, signal: 0,
-///     command: b"echo 'a b'",
+///     seq: 3, host: None, start_unix_s: 1700000000.1234, runtime_s: 0.5, stdout_bytes: 12,
+///     exit_code: 1, signal: 0, command: b"echo 'a b'",
 /// });
 /// assert_eq!(line, b"3\t:\t1700000000.123\t     0.500\t0\t12\t1\t0\techo 'a b'\n");
 /// ```
 pub fn format_line(e: &JoblogEntry<'_>) -> Vec<u8> {
     let mut line = format!(
-        "{}\t:\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t",
-        e.seq, e.start_unix_s, e.runtime_s, e.stdout_bytes, e.exit_code, e.signal
+        "{}\t{}\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t",
+        e.seq,
+        host_field(e.host),
+        e.start_unix_s,
+        e.runtime_s,
+        e.stdout_bytes,
+        e.exit_code,
+        e.signal
     )
     .into_bytes();
     // A newline inside the command would split the record; GNU parallel writes it as is, we
@@ -66,6 +75,15 @@ pub fn format_line(e: &JoblogEntry<'_>) -> Vec<u8> {
     line.extend(e.command.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
     line.push(b'\n');
     line
+}
+
+/// The joblog's (and `--results`') `Host` field: `:` for this machine, else the host name
+/// with any tab or line break (which would split the record) turned into a space.
+pub fn host_field(host: Option<&str>) -> String {
+    match host {
+        None | Some("") => ":".to_owned(),
+        Some(h) => h.replace(['\t', '\n', '\r'], " "),
+    }
 }
 
 /// A joblog being written: one flushed line per finished job.
@@ -153,4 +171,15 @@ pub fn done_jobs(path: &Path, only_ok: bool) -> io::Result<HashSet<u64>> {
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_field_is_a_colon_here_and_one_field_elsewhere() {
+        assert_eq!(super::host_field(None), ":");
+        assert_eq!(super::host_field(Some("")), ":");
+        assert_eq!(super::host_field(Some("node-7")), "node-7");
+        assert_eq!(super::host_field(Some("a\tb\nc")), "a b c");
+    }
 }

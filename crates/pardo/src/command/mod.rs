@@ -26,8 +26,11 @@
 //! of a job it stopped behind.
 
 pub mod guard;
-mod job;
+mod inbox;
+pub(crate) mod job;
 pub mod joblog;
+pub mod multi;
+mod perl;
 pub mod pipe;
 mod quote;
 mod run;
@@ -35,17 +38,24 @@ pub mod shell;
 mod spool;
 pub mod starts;
 mod template;
+mod timeout;
 
 pub use guard::Guard;
 pub use job::{Block, Finished, OutputStream, Program, Stdin};
+pub use multi::{Limits, Pack, PackError, MAX_LINE};
+pub use perl::PerlError;
+#[cfg(feature = "cluster")]
+pub(crate) use run::{display_input, outcome_of};
 pub use run::{
-    Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, RunOutcome, Runner,
+    Events, Halt, HaltOn, HaltWhen, HaltedBy, JobDone, RunControl, RunOptions, RunOutcome, Runner,
 };
 pub use spool::{Spool, SPILL_AT};
 pub use starts::{parse_duration, parse_size, Blocked, Machine, ProcMachine, StartGates};
 pub use template::{
-    apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, QuoteError, Template,
+    apply, needs_shell_code, quote_into, CommandLine, Form, JobArgs, QuoteError, Syntax,
+    SyntaxError, Template,
 };
+pub use timeout::RelativeTimeout;
 
 /// Why a run of commands could not go on.
 #[derive(Debug, thiserror::Error)]

@@ -68,6 +68,9 @@ pub(crate) struct Lexed<R> {
     pub bodies: Vec<Heredoc>,
     /// Every shell pardo accepts may not read the template alike: see the module docs.
     pub uncertain: bool,
+    /// The bytes that end top-level shell words (blanks, newlines and `;&|()<>`, outside any
+    /// quote, substitution or here-document), each as (index of the literal piece holding it, offset in that piece).
+    pub breaks: Vec<(usize, usize)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +105,7 @@ pub(crate) fn lex<R>(text: &[u8], repl: impl Fn(&[u8]) -> Option<(R, usize)>) ->
         pieces: Vec::new(),
         bodies: Vec::new(),
         uncertain: false,
+        breaks: Vec::new(),
     };
     let mut stack = vec![Frame::Top];
     let mut lit: Vec<u8> = Vec::new();
@@ -151,29 +155,26 @@ pub(crate) fn lex<R>(text: &[u8], repl: impl Fn(&[u8]) -> Option<(R, usize)>) ->
             }
         }
         line_start = false;
-        if b == b'{' {
-            if let Some((r, len)) = repl(&text[i..]) {
-                flush!();
-                let backquotes = stack.iter().filter(|f| **f == Frame::Back).count();
-                let base = match top {
-                    Frame::Top
-                    | Frame::Sub { .. }
-                    | Frame::Back
-                    | Frame::Param { in_dq: false } => Base::Plain,
-                    Frame::Single => Base::Single,
-                    Frame::Double => Base::Double,
-                    Frame::Param { in_dq: true } => Base::DoubleParam,
-                    Frame::Comment => Base::Comment,
-                    Frame::Body(id) => Base::Body {
-                        id,
-                        quoted: out.bodies[id].quoted,
-                    },
-                    Frame::DollarSingle | Frame::Arith { .. } => Base::Strict,
-                };
-                out.pieces.push(Piece::Repl(r, Ctx { base, backquotes }));
-                i += len;
-                continue;
-            }
+        if let Some((r, len)) = repl(&text[i..]) {
+            flush!();
+            let backquotes = stack.iter().filter(|f| **f == Frame::Back).count();
+            let base = match top {
+                Frame::Top | Frame::Sub { .. } | Frame::Back | Frame::Param { in_dq: false } => {
+                    Base::Plain
+                }
+                Frame::Single => Base::Single,
+                Frame::Double => Base::Double,
+                Frame::Param { in_dq: true } => Base::DoubleParam,
+                Frame::Comment => Base::Comment,
+                Frame::Body(id) => Base::Body {
+                    id,
+                    quoted: out.bodies[id].quoted,
+                },
+                Frame::DollarSingle | Frame::Arith { .. } => Base::Strict,
+            };
+            out.pieces.push(Piece::Repl(r, Ctx { base, backquotes }));
+            i += len;
+            continue;
         }
         let next = text.get(i + 1).copied();
         let at_word_start = i == 0 || is_word_break(text[i - 1]);
@@ -182,6 +183,9 @@ pub(crate) fn lex<R>(text: &[u8], repl: impl Fn(&[u8]) -> Option<(R, usize)>) ->
             || matches!(top, Frame::Double | Frame::Param { .. })
             || matches!(top, Frame::Body(id) if !out.bodies[id].quoted);
         let mut step = 1;
+        if stack.len() == 1 && is_word_break(b) {
+            out.breaks.push((out.pieces.len(), lit.len()));
+        }
         match (top, b) {
             (Frame::Single, b'\'') | (Frame::DollarSingle, b'\'') | (Frame::Double, b'"') => {
                 stack.pop();

@@ -5,13 +5,15 @@ use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::guard::Guard;
+use super::inbox::Inbox;
 use super::job::{self, Capture, Finished, Limits, OutputStream, Program, Stdin, StopSignal};
 use super::starts::{self, StartGates, Turns};
 use super::template::{JobArgs, Template};
+use super::timeout::RelativeTimeout;
 use super::CommandError;
 use crate::monitor::{Recorder, TaskRecord};
 use crate::pool::PoolError;
@@ -36,8 +38,11 @@ pub enum HaltOn {
     Fail(u64),
     /// After this many successful jobs.
     Success(u64),
-    /// When this percentage (0–100) of the jobs finished so far failed.
+    /// When the failed jobs reach this percentage (0–100) of all the jobs
+    /// ([`RunOptions::jobs_total`]), or of the jobs finished so far when the total is not known.
     FailPercent(f64),
+    /// When the successful jobs reach this percentage (0–100), counted as for `FailPercent`.
+    SuccessPercent(f64),
 }
 
 /// GNU parallel's `--halt when,condition`.
@@ -75,6 +80,18 @@ pub struct RunOptions {
     pub guard: Option<Arc<Guard>>,
     /// When a job may start: `--load`, `--memfree`, `--delay` ([`StartGates`]).
     pub gates: StartGates,
+    /// Hand output over as it arrives, in the pieces the job wrote ([`Events::line`]; wins
+    /// over [`line_buffer`](RunOptions::line_buffer)), as GNU parallel's `--ungroup`.
+    pub ungroup: bool,
+    /// The niceness the jobs run at (`--nice`), as GNU parallel: set, not added to pardo's;
+    /// where the system refuses it (lowering it needs the right to), the jobs keep pardo's.
+    pub nice: Option<i32>,
+    /// `--timeout P%`: stop an attempt after P% of the median time of the attempts finished so
+    /// far (none until one has); takes the place of [`timeout`](RunOptions::timeout).
+    pub timeout_percent: Option<f64>,
+    /// How many jobs the run has, when known before it starts: [`HaltOn::FailPercent`] then
+    /// counts against all of them, as GNU parallel does.
+    pub jobs_total: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -90,6 +107,10 @@ impl Default for RunOptions {
             skip: HashSet::new(),
             guard: None,
             gates: StartGates::default(),
+            ungroup: false,
+            nice: None,
+            timeout_percent: None,
+            jobs_total: None,
         }
     }
 }
@@ -101,6 +122,8 @@ pub struct JobDone<'a> {
     pub seq: u64,
     /// Slot that ran the last attempt (`{%}`).
     pub slot: u32,
+    /// The host that ran the last attempt, when not this machine (a cluster run).
+    pub host: Option<&'a str>,
     /// The job's arguments.
     pub args: &'a [Vec<u8>],
     /// The command as shell code.
@@ -142,6 +165,11 @@ pub trait Events: Sync {
     /// A job was taken from the input and will run.
     fn started(&self, seq: u64) {
         let _ = seq;
+    }
+    /// A job's command, as shell code, just before its first attempt starts (for GNU
+    /// parallel's `-v` with output that is not grouped).
+    fn command(&self, seq: u64, slot: u32, args: &[Vec<u8>], command: &[u8]) {
+        let _ = (seq, slot, args, command);
     }
 }
 
@@ -191,6 +219,12 @@ impl RunControl {
         self.wake();
     }
 
+    /// The level as the job runner reads it.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn level_cell(&self) -> &AtomicU8 {
+        &self.level
+    }
+
     /// How many times [`RunControl::interrupt`] was called, at most 2.
     pub fn level(&self) -> u8 {
         self.level.load(Ordering::SeqCst)
@@ -202,7 +236,7 @@ impl RunControl {
     }
 
     /// The descriptors that become readable at level 1 and at level 2.
-    fn wake_fds(&self) -> [std::os::fd::RawFd; 2] {
+    pub(crate) fn wake_fds(&self) -> [std::os::fd::RawFd; 2] {
         [self.wake[0].0.as_raw_fd(), self.wake[1].0.as_raw_fd()]
     }
 
@@ -218,8 +252,51 @@ impl RunControl {
     }
 }
 
+/// The job whose end met the `--halt` condition.
+///
+/// ```
+/// use pardo::command::{Events, Halt, HaltOn, HaltWhen, JobDone, RunControl, RunOptions, Runner, Template};
+/// use pardo::monitor::{Recorder, RunRecord, Retention};
+///
+/// struct Quiet;
+/// impl Events for Quiet {
+///     fn done(&self, _: JobDone<'_>) -> std::io::Result<()> { Ok(()) }
+/// }
+/// let halt = Halt { when: HaltWhen::Soon, on: HaltOn::Fail(1) };
+/// let opts = RunOptions { slots: 1, halt: Some(halt), ..RunOptions::default() };
+/// let recorder = Recorder::new(RunRecord::now("command", 1), true, Retention::SummaryOnly);
+/// let runner = Runner::new(Template::parse(&["exit".into()]), opts, recorder);
+/// let inputs = ["0", "3", "0"].map(|s| Ok(vec![s.as_bytes().to_vec()]));
+/// let outcome = runner.run(inputs.into_iter(), &Quiet, &RunControl::new()?)?;
+/// // A single failure was enough: the run ends with that job's own status.
+/// assert_eq!(outcome.halted, Some(3));
+/// let by = outcome.halted_by.expect("the run was halted");
+/// assert_eq!((by.seq, by.exit_code, by.done, by.failed), (2, Some(3), 2, 1));
+/// assert_eq!(by.command, b"exit 3");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaltedBy {
+    /// Its job number.
+    pub seq: u64,
+    /// Its command as shell code.
+    pub command: Vec<u8>,
+    /// It succeeded (a `success=` condition).
+    pub ok: bool,
+    /// Its exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it.
+    pub signal: Option<i32>,
+    /// It was stopped for running out of time.
+    pub timed_out: bool,
+    /// Jobs finished and failed when the condition was met.
+    pub done: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
 /// How a run ended.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
     /// Jobs that ran (skipped ones not counted).
     pub jobs: u64,
@@ -228,6 +305,8 @@ pub struct RunOutcome {
     /// The run was halted by `--halt`; holds the exit code GNU parallel gives (that of the job
     /// that met the condition, or 0 for `success=`).
     pub halted: Option<i32>,
+    /// The job that met the `--halt` condition.
+    pub halted_by: Option<HaltedBy>,
     /// The run was interrupted by [`RunControl::interrupt`].
     pub interrupted: bool,
 }
@@ -279,33 +358,34 @@ struct Tally {
     done: u64,
     failed: u64,
     halted: Option<i32>,
+    halted_by: Option<HaltedBy>,
     error: Option<CommandError>,
 }
 
-/// What the main loop of a run waits for.
-enum Feed {
-    /// The next input: a job's arguments and standard input.
-    Item(io::Result<(Vec<Vec<u8>>, Stdin)>),
-    /// The inputs are exhausted.
-    End,
-    /// Look at the stop conditions again (an interrupt, a halt, an error).
-    Stop,
-}
+/// Argument lists read ahead at least, whatever the slot count: the input thread then wakes
+/// once per half of them (a few dozen bytes each), not once per job or two.
+const ARGS_AHEAD: usize = 32;
 
-struct EndOnDrop(mpsc::SyncSender<Feed>);
+/// One input: a job's arguments and standard input.
+type Input = io::Result<(Vec<Vec<u8>>, Stdin)>;
+
+/// Ends the inbox however the input thread ends, a panicking iterator included, so no slot
+/// waits for an input that cannot come.
+struct EndOnDrop(Arc<Inbox<Input>>);
 
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.send(Feed::End);
+        self.0.end();
     }
 }
 
 struct Shared<'a> {
-    rx: Mutex<mpsc::Receiver<Job>>,
+    /// The inputs, read ahead by the input thread; slots take them in turn.
+    inbox: Arc<Inbox<Input>>,
     gate: Arc<Gate>,
     no_more: AtomicBool,
-    /// Wakes the main loop when `no_more` is set while it waits for input.
-    nudge: mpsc::SyncSender<Feed>,
+    /// The first input error; it ends the run like `no_more`.
+    input_error: Mutex<Option<CommandError>>,
     tally: Mutex<Tally>,
     control: &'a RunControl,
     events: &'a dyn Events,
@@ -314,6 +394,8 @@ struct Shared<'a> {
     evict: Vec<SlotEvict>,
     /// Slots whose loop has not returned yet.
     live_slots: AtomicUsize,
+    /// `--timeout P%`.
+    relative: Option<RelativeTimeout>,
 }
 
 /// What the memory watcher knows of a slot's running attempt, and the pipe that tells the
@@ -365,6 +447,8 @@ struct Gate {
 
 struct GateState {
     target: usize,
+    /// Nothing is left for a slot to take, now or later: a slot found the inputs ended and
+    /// the inbox empty, or the run is over.
     closed: bool,
 }
 
@@ -380,12 +464,26 @@ impl Gate {
     }
 
     /// Waits until `slot` may take a job; false once the run has no more jobs for it.
+    ///
+    /// A slot above the target waits while jobs are still queued even after the last input
+    /// was read: all 200 inputs of `::: $(seq 200)` are read at once, and the target rises
+    /// only later (ending those slots then kept a steered run at its starting count). That is
+    /// why the gate closes only when a slot finds nothing left to take.
     fn admit(&self, slot: u32) -> bool {
         let mut st = lock(&self.state);
         while slot as usize > st.target && !st.closed {
             st = wait(&self.moved, st);
         }
-        !st.closed || slot as usize <= st.target
+        slot as usize <= st.target
+    }
+
+    /// Waits until the target is above `n`; None once the gate is closed.
+    fn wait_above(&self, n: usize) -> Option<usize> {
+        let mut st = lock(&self.state);
+        while st.target <= n && !st.closed {
+            st = wait(&self.moved, st);
+        }
+        (!st.closed).then_some(st.target)
     }
 
     fn set(&self, target: usize) {
@@ -402,6 +500,7 @@ impl Gate {
 /// The runner's slots as the steering loop sees them.
 struct SlotSteer {
     gate: Arc<Gate>,
+    inbox: Arc<Inbox<Input>>,
     recorder: Recorder,
     max: usize,
 }
@@ -421,13 +520,18 @@ impl Steerable for SlotSteer {
         self.recorder.set_capacity(n);
         Ok(())
     }
+
+    /// Known once every input was read: the jobs still in the inbox plus those running.
+    fn tasks_left(&self) -> Option<u64> {
+        let queued = self.inbox.left_after_end()? as u64;
+        Some(queued.saturating_add(self.recorder.counters().running))
+    }
 }
 
 impl Shared<'_> {
     fn start_nothing_new(&self) {
         self.no_more.store(true, Ordering::SeqCst);
-        // A full channel means the main loop is not waiting for input and will see the flag.
-        let _ = self.nudge.try_send(Feed::Stop);
+        self.inbox.nudge();
     }
 }
 
@@ -468,8 +572,9 @@ impl Runner {
     /// returns when all started jobs have ended. An input error, an over-long command line or
     /// an [`Events::done`] error stops the run and is returned once running jobs have ended.
     ///
-    /// `inputs` is read on a thread of its own, a few items ahead (as many as there are
-    /// slots), so that an interrupt stops the run even while the next input is slow to come.
+    /// `inputs` is read on a thread of its own, a few items ahead (twice the slots, and at
+    /// least 32), so that an interrupt stops the run even while the next input is
+    /// slow to come.
     /// If the run stops while that thread is blocked inside `inputs`, the thread is left to
     /// end by itself when `inputs` returns (or with the process).
     pub fn run(
@@ -478,7 +583,13 @@ impl Runner {
         events: &dyn Events,
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
-        self.run_jobs(inputs.map(|a| a.map(|a| (a, Stdin::Null))), events, control)
+        let ahead = (2 * self.opts.slots).max(ARGS_AHEAD);
+        self.run_jobs(
+            inputs.map(|a| a.map(|a| (a, Stdin::Null))),
+            ahead,
+            events,
+            control,
+        )
     }
 
     /// Runs one job per standard input from `inputs` (`--pipe`, `--pipepart`): the template
@@ -516,12 +627,19 @@ impl Runner {
         events: &dyn Events,
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
-        self.run_jobs(inputs.map(|s| s.map(|s| (Vec::new(), s))), events, control)
+        let ahead = 2 * self.opts.slots;
+        self.run_jobs(
+            inputs.map(|s| s.map(|s| (Vec::new(), s))),
+            ahead,
+            events,
+            control,
+        )
     }
 
     fn run_jobs(
         &self,
         inputs: impl Iterator<Item = io::Result<(Vec<Vec<u8>>, Stdin)>> + Send + 'static,
+        ahead: usize,
         events: &dyn Events,
         control: &RunControl,
     ) -> Result<RunOutcome, CommandError> {
@@ -531,6 +649,9 @@ impl Runner {
             None => slots,
         };
         let gate = Arc::new(Gate::new(first));
+        // The slots take inputs from the inbox directly; it holds `ahead` items at most (a
+        // small multiple of the slot count), so memory follows concurrency.
+        let inbox: Arc<Inbox<Input>> = Arc::new(Inbox::new(ahead));
         let steering = match &self.opts.auto {
             Some(c) => {
                 self.recorder.set_capacity(first);
@@ -538,6 +659,7 @@ impl Runner {
                 c.max = slots;
                 let target = SlotSteer {
                     gate: Arc::clone(&gate),
+                    inbox: Arc::clone(&inbox),
                     recorder: self.recorder.clone(),
                     max: slots,
                 };
@@ -549,6 +671,7 @@ impl Runner {
                 Steering::sample_only(
                     SlotSteer {
                         gate: Arc::clone(&gate),
+                        inbox: Arc::clone(&inbox),
                         recorder: self.recorder.clone(),
                         max: slots,
                     },
@@ -557,26 +680,20 @@ impl Runner {
                 .map_err(CommandError::Setup)?,
             ),
         };
-        let (tx, rx) = mpsc::sync_channel::<Job>(slots);
         // Inputs are read on a thread of their own, so that waiting for input that may never
-        // come (a pipe nobody writes to) cannot keep an interrupt from stopping the run. Its
-        // channel is bounded by the slot count, like the jobs': memory follows concurrency.
-        let (feed_tx, feed_rx) = mpsc::sync_channel::<Feed>(slots);
-        let reader_tx = feed_tx.clone();
+        // come (a pipe nobody writes to) cannot keep an interrupt from stopping the run.
+        let reader = EndOnDrop(Arc::clone(&inbox));
         std::thread::Builder::new()
             .name("pardo-inputs".into())
             .spawn(move || {
-                // Sends `End` however the loop ends, a panicking iterator included, so the
-                // main loop never waits for an input that cannot come.
-                let reader = EndOnDrop(reader_tx);
                 for item in inputs {
-                    if reader.0.send(Feed::Item(item)).is_err() {
+                    if !reader.0.push(item) {
                         return; // the run is over
                     }
                 }
             })
             .map_err(CommandError::Setup)?;
-        // Closed when the main loop is done, which ends the watcher below.
+        // Closed once every slot has ended, which ends the interrupt watcher below.
         let (over_r, over_w) = wake_pipe().map_err(CommandError::Setup)?;
         let evict = if self.opts.gates.memfree.is_some() {
             (0..slots)
@@ -592,81 +709,69 @@ impl Runner {
             Vec::new()
         };
         let shared = Shared {
-            rx: Mutex::new(rx),
+            inbox,
             gate: Arc::clone(&gate),
             no_more: AtomicBool::new(false),
-            nudge: feed_tx.clone(),
+            input_error: Mutex::new(None),
             tally: Mutex::new(Tally::default()),
             control,
             events,
             turns: Turns::new(self.opts.gates.clone()),
             evict,
-            live_slots: AtomicUsize::new(slots),
+            // The slot spawner's, until every slot it spawned has ended.
+            live_slots: AtomicUsize::new(1),
+            relative: self.opts.timeout_percent.map(RelativeTimeout::new),
         };
-        let mut input_error = None;
         std::thread::scope(|s| {
             if !shared.evict.is_empty() {
                 let shared = &shared;
                 s.spawn(move || watch_memory(shared));
             }
-            for slot in 1..=slots as u32 {
-                let shared = &shared;
-                s.spawn(move || self.slot_loop(slot, shared));
-            }
-            let watcher_tx = feed_tx;
-            let over_r = &over_r;
-            // Turns the interrupt pipe into a message for the main loop, which may be waiting
-            // for the next input.
-            s.spawn(move || {
-                if wait_readable(&[control.wake_fds()[0], over_r.as_raw_fd()]) == Some(0) {
-                    // A full channel means the main loop is not waiting and will see the level.
-                    let _ = watcher_tx.try_send(Feed::Stop);
+            let shared = &shared;
+            // Slots are spawned as the target reaches them, not all at the start: a steered
+            // run may go up to hundreds, and hundreds of idle threads woken by every move of
+            // the gate cost a short run's start what its first jobs need.
+            let spawner = s.spawn(move || {
+                let _alive = SlotAlive(&shared.live_slots);
+                let mut handles = Vec::new();
+                let mut spawned = 0;
+                while spawned < slots {
+                    let Some(target) = shared.gate.wait_above(spawned) else {
+                        break;
+                    };
+                    let upto = target.min(slots);
+                    for slot in spawned + 1..=upto {
+                        shared.live_slots.fetch_add(1, Ordering::SeqCst);
+                        let slot = slot as u32;
+                        handles.push(s.spawn(move || self.slot_loop(slot, shared)));
+                    }
+                    spawned = upto;
+                }
+                for h in handles {
+                    // A slot's panic is the scope's to report; it ends the run all the same.
+                    let _ = h.join();
                 }
             });
-            let mut seq = 0u64;
-            loop {
-                if shared.no_more.load(Ordering::SeqCst) || control.level() > 0 {
-                    break;
+            let over_r = &over_r;
+            // Turns the interrupt pipe into a nudge for the slots waiting for input.
+            s.spawn(move || {
+                if wait_readable(&[control.wake_fds()[0], over_r.as_raw_fd()]) == Some(0) {
+                    shared.inbox.nudge();
                 }
-                let item = match feed_rx.recv() {
-                    Ok(Feed::Item(item)) => item,
-                    Ok(Feed::Stop) => continue,
-                    Ok(Feed::End) | Err(_) => break,
-                };
-                let (args, stdin) = match item {
-                    Ok(a) => a,
-                    Err(e) => {
-                        input_error = Some(CommandError::Input(e));
-                        shared.no_more.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                };
-                seq += 1;
-                if self.opts.skip.contains(&seq) {
-                    events.skipped(seq);
-                    continue;
-                }
-                self.recorder.submit(1);
-                let job = Job {
-                    seq,
-                    args,
-                    stdin,
-                    submitted_ns: self.recorder.now_ns(),
-                };
-                if tx.send(job).is_err() {
-                    break;
-                }
-            }
-            drop(tx);
+            });
+            let _ = spawner.join();
+            // Ends the input thread at its next item, and the interrupt watcher.
+            shared.inbox.close();
             drop(over_w);
-            // Slots waiting above the target learn there is nothing more for them.
             gate.close();
         });
         drop(steering);
-        // Dropping `feed_rx` here ends the reader at its next item; a reader blocked on input
-        // that never comes stays blocked (its thread is detached) until the input closes or
-        // the process exits.
-        drop(feed_rx);
+        // A reader blocked on input that never comes stays blocked (its thread is detached)
+        // until the input closes or the process exits.
+        let input_error = shared
+            .input_error
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
         let tally = shared.tally.into_inner().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = input_error.or(tally.error) {
             return Err(e);
@@ -675,6 +780,7 @@ impl Runner {
             jobs: tally.done,
             failed: tally.failed,
             halted: tally.halted,
+            halted_by: tally.halted_by,
             interrupted: control.level() > 0 && tally.halted.is_none(),
         })
     }
@@ -687,9 +793,30 @@ impl Runner {
             if !shared.gate.admit(slot) {
                 return;
             }
-            let job = match lock(&shared.rx).recv() {
-                Ok(j) => j,
-                Err(_) => return,
+            let Some((seq, item)) = shared.inbox.take(&stopped) else {
+                // The inputs ended or the run stops: slots waiting above the target learn
+                // that there is nothing more for them.
+                shared.gate.close();
+                return;
+            };
+            let (args, stdin) = match item {
+                Ok(a) => a,
+                Err(e) => {
+                    lock(&shared.input_error).get_or_insert(CommandError::Input(e));
+                    shared.start_nothing_new();
+                    continue;
+                }
+            };
+            if self.opts.skip.contains(&seq) {
+                shared.events.skipped(seq);
+                continue;
+            }
+            self.recorder.submit(1);
+            let job = Job {
+                seq,
+                args,
+                stdin,
+                submitted_ns: self.recorder.now_ns(),
             };
             if !shared
                 .turns
@@ -721,6 +848,7 @@ impl Runner {
                 args: &job.args,
             })
             .map_err(|why| CommandError::Quote { seq: job.seq, why })?;
+        shared.events.command(job.seq, slot, &job.args, &line.shell);
         let program = match line.argv {
             Some(argv) if !argv.is_empty() => Program::Direct(argv),
             _ => Program::Shell(line.shell.clone()),
@@ -728,12 +856,15 @@ impl Runner {
         let limits = Limits {
             timeout: self.opts.timeout,
             grace: self.opts.grace,
+            nice: self.opts.nice,
         };
         let stop = StopSignal {
             wake: shared.control.wake_fds(),
             level: &shared.control.level,
             guard: self.opts.guard.as_deref(),
             evict: None,
+            relative: shared.relative.as_ref(),
+            go_ahead: None,
         };
         let evict = shared.evict.get(slot as usize - 1);
         let stop = StopSignal {
@@ -757,7 +888,9 @@ impl Runner {
             let mut on_line = |stream: OutputStream, data: &[u8]| {
                 shared.events.line(job.seq, &job.args, stream, data);
             };
-            let capture = if self.opts.line_buffer {
+            let capture = if self.opts.ungroup {
+                Capture::Raw(&mut on_line)
+            } else if self.opts.line_buffer {
                 Capture::Lines(&mut on_line)
             } else {
                 Capture::Group
@@ -781,6 +914,9 @@ impl Runner {
                 }
             })?;
             let runtime = t0.elapsed();
+            if let (Some(r), false) = (&shared.relative, fin.stopped || fin.evicted) {
+                r.finished(runtime);
+            }
             writer.write(TaskRecord {
                 id: TaskId(job.seq),
                 attempt,
@@ -798,6 +934,7 @@ impl Runner {
                 signal: fin.signal,
                 output_bytes: Some(fin.output_bytes),
                 outcome: outcome_of(&fin),
+                host: None,
             });
             let ok = finished_ok(&fin);
             if !fin.evicted {
@@ -815,12 +952,22 @@ impl Runner {
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(0.0);
-                let exit = fin.exit_code;
+                let ended = HaltedBy {
+                    seq: job.seq,
+                    command: line.shell.clone(),
+                    ok,
+                    exit_code: fin.exit_code,
+                    signal: fin.signal,
+                    timed_out: fin.timed_out,
+                    done: 0,
+                    failed: 0,
+                };
                 shared
                     .events
                     .done(JobDone {
                         seq: job.seq,
                         slot,
+                        host: None,
                         args: &job.args,
                         command: &line.shell,
                         start_unix_s,
@@ -829,13 +976,18 @@ impl Runner {
                         finished: fin,
                     })
                     .map_err(CommandError::Events)?;
-                self.count(ok, exit, shared);
+                self.count(ended, shared);
                 return Ok(());
             }
         }
     }
 
-    fn count(&self, ok: bool, exit: Option<i32>, shared: &Shared<'_>) {
+    /// Counts a job that ended and checks the `--halt` condition, GNU parallel's way:
+    /// `fail=N` and `fail=P%` count failures (P% of all the jobs when their number is
+    /// known); the run then ends with the failed count (at most 101), the failed percentage
+    /// rounded up, or — when a single failure was enough — the job's own status.
+    fn count(&self, mut ended: HaltedBy, shared: &Shared<'_>) {
+        let ok = ended.ok;
         let mut t = lock(&shared.tally);
         t.done += 1;
         if !ok {
@@ -845,20 +997,43 @@ impl Runner {
         if t.halted.is_some() {
             return;
         }
-        let met = match halt.on {
-            HaltOn::Fail(n) => !ok && t.failed >= n,
-            HaltOn::Success(n) => ok && t.done - t.failed >= n,
-            HaltOn::FailPercent(p) => !ok && (t.failed as f64) * 100.0 >= p * t.done as f64,
-        };
-        if met {
-            t.halted = Some(match halt.on {
-                HaltOn::Success(_) => 0,
-                _ => exit.filter(|&c| c != 0).unwrap_or(1),
-            });
-            shared.start_nothing_new();
-            if halt.when == HaltWhen::Now {
-                shared.control.raise_to(1);
+        // Failures needed, and what the percentages are of.
+        let of = self.opts.jobs_total.unwrap_or(t.done).max(1) as f64;
+        let (met, needed) = match halt.on {
+            HaltOn::Fail(n) => (!ok && t.failed >= n, n as f64),
+            HaltOn::Success(n) => (ok && t.done - t.failed >= n, n as f64),
+            HaltOn::FailPercent(p) => {
+                let needed = of * p / 100.0;
+                (!ok && t.failed as f64 >= needed, needed)
             }
+            HaltOn::SuccessPercent(p) => (ok && (t.done - t.failed) as f64 >= of * p / 100.0, 0.0),
+        };
+        if !met {
+            return;
+        }
+        // The job's own status as a shell reports it: its exit code, 128 + a signal; a job
+        // stopped for running out of time gives 255 (GNU parallel's exit value -1).
+        let own = if ended.timed_out {
+            255
+        } else {
+            ended
+                .exit_code
+                .filter(|&c| c != 0)
+                .or(ended.signal.map(|s| 128 + s))
+                .unwrap_or(1)
+        };
+        t.halted = Some(match halt.on {
+            HaltOn::Success(_) | HaltOn::SuccessPercent(_) => 0,
+            _ if needed == 1.0 => own,
+            HaltOn::Fail(_) => t.failed.min(101) as i32,
+            HaltOn::FailPercent(_) => (t.failed as f64 * 100.0 / of).ceil() as i32,
+        });
+        ended.done = t.done;
+        ended.failed = t.failed;
+        t.halted_by = Some(ended);
+        shared.start_nothing_new();
+        if halt.when == HaltWhen::Now {
+            shared.control.raise_to(1);
         }
     }
 }
@@ -891,7 +1066,7 @@ fn watch_memory(shared: &Shared<'_>) {
     }
 }
 
-fn outcome_of(fin: &Finished) -> Outcome {
+pub(crate) fn outcome_of(fin: &Finished) -> Outcome {
     if fin.timed_out {
         Outcome::TimedOut
     } else if fin.signal.is_some() {
@@ -903,7 +1078,7 @@ fn outcome_of(fin: &Finished) -> Outcome {
     }
 }
 
-fn display_input(args: &[Vec<u8>]) -> String {
+pub(crate) fn display_input(args: &[Vec<u8>]) -> String {
     let mut s = String::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {

@@ -103,6 +103,17 @@ pub enum Finding {
         /// Mean workers.
         workers: f64,
     },
+    /// On a run over several machines, one host ran its tasks much slower than the others.
+    SlowHost {
+        /// Its host name.
+        host: String,
+        /// Tasks it ran.
+        tasks: u64,
+        /// Their mean duration.
+        mean_ns: u64,
+        /// The mean duration of the other hosts' tasks.
+        others_mean_ns: u64,
+    },
 }
 
 fn dur(ns: u64) -> String {
@@ -158,6 +169,14 @@ impl Finding {
     fn write(&self, f: &mut fmt::Formatter<'_>, reader: Reader) -> fmt::Result {
         let unit = reader.unit();
         match *self {
+            Finding::SlowHost { ref host, tasks, mean_ns, others_mean_ns } => write!(
+                f,
+                "slow host: {host} ran its {tasks} tasks in {} on average, {:.1}x the {} of the \
+                 other hosts; look at what else runs there, or give it fewer {unit}",
+                dur(mean_ns),
+                mean_ns as f64 / others_mean_ns.max(1) as f64,
+                dur(others_mean_ns)
+            ),
             Finding::CpuBound { cpu_ratio, cores, workers, suggested_workers } => {
                 write!(f, "CPU-bound (cpu/wall {cpu_ratio:.2}) on {cores} cores: ")?;
                 if workers > cores as f64 + 0.5 {
@@ -251,6 +270,10 @@ const IMBALANCE: f64 = 0.5;
 const CPU_STARVED_SHARE: f64 = 0.2;
 /// Tasks shorter than this on average are "tiny".
 const TINY_TASK_NS: u64 = 20_000;
+/// A host whose tasks took this many times the other hosts' mean is slow.
+const SLOW_HOST_FACTOR: f64 = 1.5;
+/// Hosts that ran fewer tasks than this are left out of the comparison: too few to tell.
+const SLOW_HOST_MIN_TASKS: u64 = 10;
 
 /// The numbers the rules look at, taken from a report (kept apart so that the rules do not
 /// depend on the report type, which holds their results).
@@ -274,6 +297,8 @@ pub(crate) struct Facts {
     pub(crate) slowest_ns: Option<u64>,
     pub(crate) idle_tail_ns: u64,
     pub(crate) load_imbalance: f64,
+    /// Per host: name, tasks, mean task duration (ns).
+    pub(crate) hosts: Vec<(String, u64, u64)>,
 }
 
 pub(crate) fn findings(r: &Facts) -> Vec<Finding> {
@@ -358,7 +383,57 @@ pub(crate) fn findings(r: &Facts) -> Vec<Finding> {
             mean_ns: r.duration_mean_ns,
         });
     }
+    out.extend(slow_host(&r.hosts));
     out
+}
+
+/// The host whose mean task time is furthest above the other hosts' (tasks pooled), when it
+/// is at least [`SLOW_HOST_FACTOR`] above; hosts with fewer than [`SLOW_HOST_MIN_TASKS`]
+/// tasks take no part. `hosts`: name, tasks, mean task duration (ns).
+pub(crate) fn slow_host(hosts: &[(String, u64, u64)]) -> Option<Finding> {
+    let counted: Vec<&(String, u64, u64)> = hosts
+        .iter()
+        .filter(|(_, tasks, _)| *tasks >= SLOW_HOST_MIN_TASKS)
+        .collect();
+    let total = |skip: usize| -> (u128, u128) {
+        counted.iter().enumerate().filter(|(i, _)| *i != skip).fold(
+            (0, 0),
+            |(n, busy), (_, (_, tasks, mean))| {
+                (
+                    n + u128::from(*tasks),
+                    busy + u128::from(*tasks) * u128::from(*mean),
+                )
+            },
+        )
+    };
+    counted
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (host, tasks, mean_ns))| {
+            let (n, busy) = total(i);
+            let others_mean_ns = u64::try_from(busy / n.max(1)).unwrap_or(u64::MAX);
+            (n > 0 && *mean_ns as f64 >= SLOW_HOST_FACTOR * others_mean_ns.max(1) as f64).then(
+                || Finding::SlowHost {
+                    host: host.clone(),
+                    tasks: *tasks,
+                    mean_ns: *mean_ns,
+                    others_mean_ns,
+                },
+            )
+        })
+        .max_by(|a, b| ratio(a).total_cmp(&ratio(b)))
+}
+
+/// A slow host's mean over the others'.
+fn ratio(f: &Finding) -> f64 {
+    match f {
+        Finding::SlowHost {
+            mean_ns,
+            others_mean_ns,
+            ..
+        } => *mean_ns as f64 / (*others_mean_ns).max(1) as f64,
+        _ => 0.0,
+    }
 }
 
 /// Workers needed to keep `cores` busy when each task uses the CPU `cpu_ratio` of its time
@@ -484,6 +559,74 @@ mod tests {
             total: 10
         }));
         assert_eq!(report.outcomes.get(&Outcome::Panicked), Some(&1));
+    }
+
+    fn host(name: &str, tasks: u64, mean_ns: u64) -> (String, u64, u64) {
+        (name.to_string(), tasks, mean_ns)
+    }
+
+    #[test]
+    fn a_host_much_slower_than_the_others_is_named() {
+        // b's tasks took 3 ms against 1 ms on a and c (pooled: 1 ms).
+        let hosts = [
+            host("a", 100, 1_000_000),
+            host("b", 50, 3_000_000),
+            host("c", 100, 1_000_000),
+        ];
+        let f = slow_host(&hosts).expect("a slow host");
+        assert_eq!(
+            f,
+            Finding::SlowHost {
+                host: "b".into(),
+                tasks: 50,
+                mean_ns: 3_000_000,
+                others_mean_ns: 1_000_000,
+            }
+        );
+        assert_eq!(
+            f.for_command_line().to_string(),
+            "slow host: b ran its 50 tasks in 3.00 ms on average, 3.0x the 1.00 ms of the other \
+             hosts; look at what else runs there, or give it fewer jobs"
+        );
+    }
+
+    #[test]
+    fn hosts_within_the_factor_or_with_few_tasks_are_not_named() {
+        // 1.4x is within the factor.
+        assert_eq!(
+            slow_host(&[host("a", 100, 1_000_000), host("b", 100, 1_400_000)]),
+            None
+        );
+        // 9 tasks are too few to tell; with it left out, no other host is left to compare.
+        assert_eq!(
+            slow_host(&[host("a", 100, 1_000_000), host("b", 9, 9_000_000)]),
+            None
+        );
+        // One host: nothing to compare with.
+        assert_eq!(slow_host(&[host("a", 100, 1_000_000)]), None);
+        assert_eq!(slow_host(&[]), None);
+    }
+
+    #[test]
+    fn the_slow_host_finding_comes_from_the_records_hosts() {
+        let mut recs = tasks(40, 2, 1_000_000, 0);
+        for r in &mut recs {
+            let slow = r.worker == 2;
+            r.host = Some(if slow { "slow" } else { "fast" }.into());
+            if slow {
+                r.finished_ns = r.started_ns + 2_000_000;
+            }
+        }
+        let report = Report::from_records(run(2, 2), &recs);
+        assert!(
+            report.findings.iter().any(|f| matches!(
+                f,
+                Finding::SlowHost { host, tasks: 20, mean_ns: 2_000_000, others_mean_ns: 1_000_000 }
+                    if host == "slow"
+            )),
+            "{:?}",
+            report.findings
+        );
     }
 
     #[test]

@@ -44,7 +44,15 @@ pub(crate) struct Accumulator {
     pub(crate) duration: Histogram<u64>,
     pub(crate) queue_wait: Histogram<u64>,
     pub(crate) workers: BTreeMap<u32, WorkerTotals>,
+    /// Per host, for records that name one (a run over several machines).
+    pub(crate) hosts: BTreeMap<String, HostTotals>,
     pub(crate) slowest: Vec<Straggler>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HostTotals {
+    pub(crate) tasks: u64,
+    pub(crate) busy_ns: u128,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -71,6 +79,7 @@ impl Default for Accumulator {
             duration: histogram(),
             queue_wait: histogram(),
             workers: BTreeMap::new(),
+            hosts: BTreeMap::new(),
             slowest: Vec::new(),
         }
     }
@@ -107,6 +116,14 @@ impl Accumulator {
         let w = self.workers.entry(r.worker).or_default();
         w.busy_ns += u128::from(wall);
         w.last_finished_ns = w.last_finished_ns.max(r.finished_ns);
+        if let Some(host) = &r.host {
+            let h = match self.hosts.get_mut(host) {
+                Some(h) => h,
+                None => self.hosts.entry(host.clone()).or_default(),
+            };
+            h.tasks += 1;
+            h.busy_ns += u128::from(wall);
+        }
         if r.items <= 1 {
             self.keep_if_slow(Straggler {
                 id: r.id,
@@ -152,6 +169,11 @@ impl Accumulator {
             let mine = self.workers.entry(*w).or_default();
             mine.busy_ns += t.busy_ns;
             mine.last_finished_ns = mine.last_finished_ns.max(t.last_finished_ns);
+        }
+        for (host, t) in &other.hosts {
+            let mine = self.hosts.entry(host.clone()).or_default();
+            mine.tasks += t.tasks;
+            mine.busy_ns += t.busy_ns;
         }
         for s in &other.slowest {
             self.keep_if_slow(s.clone());

@@ -8,13 +8,15 @@
 //!
 //! Arrows point down: `record` is the model; `fold` folds records; `classify` and `findings`
 //! judge numbers; `report` puts them together; `recorder` is what executors write to; `export`
-//! writes records out. Nothing here knows about executors or concurrency control.
+//! writes records out; `metrics` serves live counts over HTTP. Nothing here knows about
+//! executors or concurrency control.
 
 mod classify;
 #[cfg(feature = "export")]
 pub mod export;
 mod findings;
 mod fold;
+pub mod metrics;
 pub mod record;
 mod recorder;
 mod report;
@@ -24,9 +26,9 @@ pub use classify::Workload;
 pub use findings::{CommandLineFinding, Finding};
 pub use fold::Straggler;
 pub use record::{available_cores, ConcurrencyChange, RunRecord, Sample, TaskRecord};
-pub(crate) use recorder::WorkerRecorder;
 pub use recorder::{Counters, RecordSink, Recorder, Retention};
-pub use report::{Percentiles, Report};
+pub(crate) use recorder::{Totals, WorkerRecorder};
+pub use report::{HostStats, Percentiles, Report};
 
 /// A duration in the unit a person reads best: `850 ns`, `12.3 µs`, `4.56 ms`, `1.23 s`.
 ///

@@ -25,14 +25,19 @@ use crate::task::{Outcome, TaskId};
 /// - `submitted_ns`, `started_ns`, `finished_ns`: since the run began; a cancelled task has
 ///   `started_ns == finished_ns`, the moment it was dropped;
 /// - `cpu_user_ns`, `cpu_sys_ns`: CPU used (thread CPU clock for in-process tasks, `wait4`
-///   rusage of the process and its children for processes);
+///   rusage of the process and its children for processes). The sum is exact; for in-process
+///   tasks the split is the system share the kernel accounted to the worker thread over about
+///   its last millisecond of CPU (the kernel samples it per tick, so a shorter task has no split
+///   of its own);
 /// - `cpu_wait_ns`: time the task was ready to run but waited for a core (the scheduler's
 ///   run-queue delay, from `/proc/thread-self/schedstat`), where measured — it tells a CPU-bound
 ///   task on a crowded machine from one that waits on I/O;
 /// - `max_rss_bytes`: peak resident memory, for processes only;
 /// - `exit_code`, `signal`: how a process ended, for processes only;
 /// - `output_bytes`: bytes the task wrote to stdout and stderr, for commands only;
-/// - `outcome`: see [`Outcome`].
+/// - `outcome`: see [`Outcome`];
+/// - `host`: the machine that ran it, for runs spread over several (`--cluster`); `None`
+///   (JSON `null`, an empty CSV cell) when the run stayed on this one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TaskRecord {
@@ -68,6 +73,9 @@ pub struct TaskRecord {
     pub output_bytes: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The host that ran it, when the run spread over several machines.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl TaskRecord {
@@ -104,6 +112,7 @@ impl TaskRecord {
             signal: None,
             output_bytes: None,
             outcome: Outcome::Ok,
+            host: None,
         }
     }
 
@@ -234,7 +243,8 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
-fn host_name() -> String {
+/// This machine's host name (`gethostname`), or `unknown`.
+pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length; gethostname writes at most that much.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::clock::{rusage, thread_cpu_ns, timeval_ns};
+use crate::clock::{run_queue_wait_ns, ThreadCpu};
 use crate::monitor::fold::Accumulator;
 use crate::monitor::record::{ConcurrencyChange, RunRecord, Sample, TaskRecord};
 use crate::monitor::report::Report;
@@ -343,6 +343,28 @@ impl Recorder {
         all
     }
 
+    /// The sums a steering loop reads at every sample (busy, CPU and run-queue wait of the
+    /// tasks finished so far), without the merge of every worker's histograms that a
+    /// [`report`](Self::report) makes: at hundreds of workers and a sample every few
+    /// milliseconds, that merge cost more than the tasks.
+    pub(crate) fn totals(&self) -> Totals {
+        let logs = self.inner.workers.read().unwrap_or_else(|p| p.into_inner());
+        let (mut busy, mut cpu, mut wait, mut measured) = (0u128, 0u128, 0u128, false);
+        for log in logs.iter() {
+            let book = lock(&log.book);
+            busy += book.acc.busy_ns;
+            cpu += book.acc.cpu_user_ns + book.acc.cpu_sys_ns;
+            wait += book.acc.cpu_wait_ns;
+            measured |= book.acc.measured_wall_ns > 0;
+        }
+        let ns = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        Totals {
+            busy_ns: ns(busy),
+            cpu_ns: ns(cpu),
+            cpu_wait_ns: measured.then(|| ns(wait)),
+        }
+    }
+
     /// The summary and findings over every record written so far.
     pub fn report(&self) -> Report {
         let mut acc = Accumulator::default();
@@ -357,6 +379,17 @@ impl Recorder {
         report.concurrency = self.changes();
         report
     }
+}
+
+/// What [`Recorder::totals`] sums, as a [`Report`] has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Wall time of the finished tasks.
+    pub busy_ns: u64,
+    /// CPU time (user and system) of the finished tasks.
+    pub cpu_ns: u64,
+    /// Their wait for a core, where measured.
+    pub cpu_wait_ns: Option<u64>,
 }
 
 /// One worker's writer. Not shared between threads on the hot path.
@@ -470,76 +503,32 @@ impl WorkerRecorder {
     }
 }
 
-/// The calling thread's CPU time so far, split into user and system.
-///
-/// The total comes from `CLOCK_THREAD_CPUTIME_ID`, which is exact to the nanosecond at the moment
-/// of reading. `getrusage(RUSAGE_THREAD)` alone lags by up to a scheduler tick (it is brought up
-/// to date only at ticks and context switches), which made millisecond tasks look partly idle;
-/// it is used only for the system-time share.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ThreadCpu {
-    total_ns: u64,
-    sys_ns: u64,
-    /// Run-queue delay so far, when the kernel exposes it.
-    wait_ns: Option<u64>,
-}
-
-impl ThreadCpu {
-    pub(crate) fn now() -> ThreadCpu {
-        ThreadCpu {
-            total_ns: thread_cpu_ns(),
-            sys_ns: rusage(libc::RUSAGE_THREAD).map_or(0, |r| timeval_ns(&r.ru_stime)),
-            wait_ns: run_queue_wait_ns(),
-        }
-    }
-
-    /// Time spent waiting for a core since `earlier`, if measured both times.
-    pub(crate) fn waited_since(&self, earlier: &ThreadCpu) -> Option<u64> {
-        Some(self.wait_ns?.saturating_sub(earlier.wait_ns?))
-    }
-
-    /// CPU used since `earlier`, as (user, system).
-    pub(crate) fn since(&self, earlier: &ThreadCpu) -> (u64, u64) {
-        let total = self.total_ns.saturating_sub(earlier.total_ns);
-        let sys = self.sys_ns.saturating_sub(earlier.sys_ns).min(total);
-        (total - sys, sys)
-    }
-}
-
-thread_local! {
-    /// This thread's `/proc/thread-self/schedstat`, opened once: `thread-self` is resolved at
-    /// open time, so the descriptor keeps describing this thread, and each read is one `pread`.
-    static SCHEDSTAT: Option<std::fs::File> = std::fs::File::open("/proc/thread-self/schedstat").ok();
-}
-
-/// The calling thread's total run-queue delay in ns (second field of `schedstat`).
-fn run_queue_wait_ns() -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    SCHEDSTAT.with(|f| {
-        let f = f.as_ref()?;
-        let mut buf = [0u8; 96];
-        let n = f.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        text.split_ascii_whitespace().nth(1)?.parse().ok()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn thread_cpu_counts_work_and_run_queue_wait_is_read() {
-        let before = ThreadCpu::now();
-        let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = std::hint::black_box(x.wrapping_add(i));
+    fn totals_are_the_reports_sums_over_every_worker() {
+        let rec = Recorder::new(RunRecord::now("test", 2), true, Retention::SummaryOnly);
+        let workers = [rec.worker(1), rec.worker(2), rec.worker(3)];
+        for i in 0..30u64 {
+            let id = rec.submit(1);
+            let w = &workers[(i % 3) as usize];
+            let mut r = TaskRecord::new(id, w.worker(), i, i + 2, i + 2 + i * 5);
+            r.cpu_user_ns = i * 3;
+            r.cpu_sys_ns = i;
+            r.cpu_wait_ns = (i % 2 == 0).then_some(i * 2);
+            w.write(r);
         }
-        let after = ThreadCpu::now();
-        let (user, sys) = after.since(&before);
-        assert!(user + sys > 0);
-        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
-            assert!(after.waited_since(&before).is_some());
-        }
+        let report = rec.report();
+        let totals = rec.totals();
+        assert_eq!(totals.busy_ns, report.busy_ns);
+        assert_eq!(totals.cpu_ns, report.cpu_user_ns + report.cpu_sys_ns);
+        assert_eq!(totals.cpu_wait_ns, report.cpu_wait_ns);
+        assert!(totals.cpu_wait_ns.is_some_and(|w| w > 0));
+        assert_eq!(
+            Recorder::new(RunRecord::now("test", 2), true, Retention::SummaryOnly).totals(),
+            Totals::default()
+        );
     }
 }

@@ -43,6 +43,32 @@ impl Percentiles {
     }
 }
 
+/// What one machine did in a run spread over several (a `--cluster` run): from the records
+/// that name their host.
+///
+/// ```
+/// use pardo::{TaskId, monitor::{RunRecord, Report, TaskRecord}};
+/// let mut a = TaskRecord::new(TaskId(1), 1, 0, 0, 100);
+/// a.host = Some("left".into());
+/// let mut b = TaskRecord::new(TaskId(2), 2, 0, 0, 300);
+/// b.host = Some("right".into());
+/// let report = Report::from_records(RunRecord::now("command", 2), &[a, b]);
+/// assert_eq!(report.hosts.len(), 2);
+/// assert_eq!((report.hosts[1].host.as_str(), report.hosts[1].mean_ns), ("right", 300));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HostStats {
+    /// The host name.
+    pub host: String,
+    /// Attempts it ran.
+    pub tasks: u64,
+    /// Σ their wall time.
+    pub busy_ns: u64,
+    /// Their mean wall time.
+    pub mean_ns: u64,
+}
+
 /// What a run did, in numbers, with findings a person can act on.
 ///
 /// The definitions, all computed from the run's [`TaskRecord`]s:
@@ -131,6 +157,9 @@ pub struct Report {
     /// How the concurrency changed during the run, and why (empty when it stayed put).
     #[serde(default)]
     pub concurrency: Vec<ConcurrencyChange>,
+    /// Per host, by name, for a run spread over several machines (empty otherwise).
+    #[serde(default)]
+    pub hosts: Vec<HostStats>,
 }
 
 impl Report {
@@ -228,6 +257,16 @@ impl Report {
             .collect();
         stragglers.sort_by(|a, b| b.duration_ns.cmp(&a.duration_ns).then(a.id.cmp(&b.id)));
 
+        let hosts = acc
+            .hosts
+            .iter()
+            .map(|(host, t)| HostStats {
+                host: host.clone(),
+                tasks: t.tasks,
+                busy_ns: u64::try_from(t.busy_ns).unwrap_or(u64::MAX),
+                mean_ns: u64::try_from(t.busy_ns / u128::from(t.tasks.max(1))).unwrap_or(u64::MAX),
+            })
+            .collect();
         let ok = acc.outcomes.get(&Outcome::Ok).copied().unwrap_or(0);
         let mut report = Report {
             tasks: acc.tasks,
@@ -256,6 +295,7 @@ impl Report {
             max_rss_bytes: acc.max_rss_bytes,
             findings: Vec::new(),
             concurrency: Vec::new(),
+            hosts,
             run,
         };
         report.findings = findings(&Facts::of(&report));
@@ -358,6 +398,11 @@ impl Facts {
             slowest_ns: r.stragglers.first().map(|s| s.duration_ns),
             idle_tail_ns: r.idle_tail_ns,
             load_imbalance: r.load_imbalance,
+            hosts: r
+                .hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.tasks, h.mean_ns))
+                .collect(),
         }
     }
 }

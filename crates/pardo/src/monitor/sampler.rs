@@ -210,6 +210,8 @@ pub struct MachineSample {
     pub mem_available_bytes: Option<u64>,
     /// One-minute load average.
     pub load_avg: Option<f64>,
+    /// Threads runnable right now, on a core or waiting for one, the reading one included.
+    pub runnable: Option<u64>,
 }
 
 /// Reads the machine's figures again and again with one reused buffer.
@@ -254,14 +256,12 @@ impl MachineSampler {
             self.last_cpu = cpu;
         }
         let mem_available_bytes = self.read("/proc/meminfo").and_then(parse_mem_available);
-        let load_avg = self
-            .read("/proc/loadavg")
-            .and_then(parse_loadavg)
-            .map(|l| l.one_minute);
+        let load = self.read("/proc/loadavg").and_then(parse_loadavg);
         MachineSample {
             busy,
             mem_available_bytes,
-            load_avg,
+            load_avg: load.map(|l| l.one_minute),
+            runnable: load.and_then(|l| l.runnable),
         }
     }
 }

@@ -11,9 +11,13 @@
 //! accounted inside that batch's record.)
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
 
 use crate::handle::{CompletionSet, Handle};
-use crate::task::{TaskError, TaskId};
+use crate::task::{panic_message, Outcome, TaskError, TaskId};
 
 /// Aim for chunks of about this much work.
 pub const BATCH_TARGET_NS: u64 = 100_000;
@@ -37,10 +41,177 @@ pub(crate) struct Chunk<T, R> {
     pub(crate) spare: Vec<T>,
 }
 
+/// A chunk's record outcome: that of its first failed item, or `Ok`.
+pub(crate) fn chunk_outcome<T, R>(c: &Chunk<T, R>) -> Outcome {
+    c.errors.first().map_or(Outcome::Ok, |(_, e)| e.outcome())
+}
+
+/// Runs a chunk of `map` items in the calling thread, each under its own `catch_unwind`, and
+/// packs the results the way the map driver expects. Used by every executor that runs a chunk
+/// as one unit of its own (a worker thread, an async task).
+pub(crate) fn run_items<T, R>(
+    first: TaskId,
+    mut items: Vec<T>,
+    mut values: Vec<R>,
+    f: &(dyn Fn(T) -> R + Send + Sync),
+) -> Chunk<T, R> {
+    let t0 = Instant::now();
+    values.reserve(items.len());
+    let mut errors = Vec::new();
+    for (pos, item) in items.drain(..).enumerate() {
+        match catch_unwind(AssertUnwindSafe(|| f(item))) {
+            Ok(v) => values.push(v),
+            Err(payload) => {
+                let id = TaskId(first.0 + pos as u64);
+                let message = panic_message(payload.as_ref());
+                errors.push((pos as u32, TaskError::Panicked { id, message }));
+            }
+        }
+    }
+    Chunk {
+        values,
+        errors,
+        busy_ns: u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        spare: items,
+    }
+}
+
 /// Submits one chunk: its items and an empty buffer for its results; returns the chunk's first
 /// task id and its handle.
 pub(crate) type SubmitChunk<'a, T, R> =
     Box<dyn Fn(Vec<T>, Vec<R>) -> (TaskId, Handle<Chunk<T, R>>) + 'a>;
+
+/// What an automatic pool shares with its maps, so that steering sees them.
+///
+/// A map's window follows the pool's worker count as the controller changes it (a window fixed
+/// at the starting count would keep a pool grown to 64 workers at 8 tasks in flight), and maps
+/// over inputs of known length say how many they have not submitted yet, so the controller
+/// never adds workers above the tasks left.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    /// Inputs of known-length maps not submitted yet.
+    unsubmitted: AtomicU64,
+    /// Maps alive whose inputs' length is known.
+    known: AtomicUsize,
+    /// Maps alive whose inputs' length is not known.
+    unknown: AtomicUsize,
+}
+
+impl Backlog {
+    /// Inputs not submitted yet, when every map alive knows its length and at least one is
+    /// alive; `None` otherwise (the pool then knows no bound on the tasks left).
+    pub(crate) fn unsubmitted(&self) -> Option<u64> {
+        let known = self.known.load(Ordering::Acquire) > 0;
+        let unknown = self.unknown.load(Ordering::Acquire) > 0;
+        (known && !unknown).then(|| self.unsubmitted.load(Ordering::Acquire))
+    }
+
+    /// Tasks not finished yet — submitted ones that have no record plus the inputs maps still
+    /// hold — when that is known (see [`Backlog::unsubmitted`]).
+    pub(crate) fn tasks_left(&self, recorder: &crate::monitor::Recorder) -> Option<u64> {
+        let unsubmitted = self.unsubmitted()?;
+        let c = recorder.counters();
+        Some(unsubmitted.saturating_add(c.submitted.saturating_sub(c.done)))
+    }
+}
+
+/// One map's part in a [`Backlog`]: the worker count its window follows and the inputs it still
+/// counts there, given back when the map is dropped.
+pub(crate) struct Follow<'a> {
+    workers: &'a AtomicUsize,
+    backlog: &'a Backlog,
+    /// This map's inputs counted in `backlog.unsubmitted`; `None` for unknown length.
+    counted: Option<u64>,
+}
+
+impl<'a> Follow<'a> {
+    /// Registers a map over inputs whose `size_hint` is `hint`; the window is `4 × workers`.
+    pub(crate) fn new(
+        workers: &'a AtomicUsize,
+        backlog: &'a Backlog,
+        hint: (usize, Option<usize>),
+    ) -> Self {
+        let counted = match hint {
+            (lo, Some(hi)) if lo == hi => Some(lo as u64),
+            _ => None,
+        };
+        match counted {
+            Some(n) => {
+                backlog.unsubmitted.fetch_add(n, Ordering::AcqRel);
+                backlog.known.fetch_add(1, Ordering::AcqRel);
+            }
+            None => {
+                backlog.unknown.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        Follow {
+            workers,
+            backlog,
+            counted,
+        }
+    }
+
+    fn window(&self) -> usize {
+        4 * self.workers.load(Ordering::Relaxed).max(1)
+    }
+
+    fn submitted(&mut self, n: usize) {
+        if let Some(c) = self.counted.as_mut() {
+            let n = (n as u64).min(*c);
+            *c -= n;
+            self.backlog.unsubmitted.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Follow<'_> {
+    fn drop(&mut self) {
+        match self.counted {
+            Some(c) => {
+                self.backlog.unsubmitted.fetch_sub(c, Ordering::AcqRel);
+                self.backlog.known.fetch_sub(1, Ordering::AcqRel);
+            }
+            None => {
+                self.backlog.unknown.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// The window of a map: the pool's default, or following a steered pool's worker count, until
+/// [`Map::in_flight`] fixes it.
+struct Window<'a> {
+    default: usize,
+    fixed: Option<usize>,
+    follow: Option<Follow<'a>>,
+}
+
+impl<'a> Window<'a> {
+    fn new(default: usize) -> Self {
+        Window {
+            default: default.max(1),
+            fixed: None,
+            follow: None,
+        }
+    }
+
+    fn get(&self) -> usize {
+        self.fixed
+            .unwrap_or_else(|| self.follow.as_ref().map_or(self.default, Follow::window))
+    }
+
+    fn submitted(&mut self, n: usize) {
+        if let Some(f) = self.follow.as_mut() {
+            f.submitted(n);
+        }
+    }
+}
+
+impl std::fmt::Debug for Window<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
 
 /// Input and output buffers kept between chunks. Chunks of tens of thousands of items are
 /// hundreds of KiB each; allocating them fresh made the kernel map, fault in and unmap that
@@ -246,7 +417,7 @@ pub struct Map<'a, I: Iterator, R> {
     submit: SubmitChunk<'a, I::Item, R>,
     in_flight: VecDeque<InFlight<I::Item, R>>,
     current: Cursor<R>,
-    window: usize,
+    window: Window<'a>,
     sizer: ChunkSizer,
     buffers: Buffers<I::Item, R>,
 }
@@ -267,7 +438,7 @@ impl<'a, I: Iterator, R> Map<'a, I, R> {
             submit,
             in_flight: VecDeque::new(),
             current: Cursor::empty(),
-            window: window.max(1),
+            window: Window::new(window),
             sizer: ChunkSizer {
                 fixed: None,
                 next: 1,
@@ -285,18 +456,26 @@ impl<'a, I: Iterator, R> Map<'a, I, R> {
 
     /// Keeps at most `n` chunks submitted ahead of the consumer (default: four per worker).
     pub fn in_flight(mut self, n: usize) -> Self {
-        self.window = n.max(1);
+        self.window.fixed = Some(n.max(1));
+        self
+    }
+
+    /// Lets the window follow a steered pool's worker count and counts the inputs in its
+    /// backlog (see [`Backlog`]).
+    pub(crate) fn follow(mut self, workers: &'a AtomicUsize, backlog: &'a Backlog) -> Self {
+        self.window.follow = Some(Follow::new(workers, backlog, self.inputs.size_hint()));
         self
     }
 
     fn fill(&mut self) {
-        while self.in_flight.len() < self.window {
+        while self.in_flight.len() < self.window.get() {
             let chunk = self.buffers.take_chunk(&mut self.inputs, self.sizer.size());
             if chunk.is_empty() {
                 self.buffers.recycle(Some(chunk), Vec::new());
                 break;
             }
             let len = chunk.len();
+            self.window.submitted(len);
             let (first, handle) = (self.submit)(chunk, self.buffers.output());
             self.in_flight.push_back((first, len, handle));
         }
@@ -355,7 +534,7 @@ pub struct MapUnordered<'a, I: Iterator, R> {
     running: CompletionSet<Chunk<I::Item, R>>,
     lens: std::collections::HashMap<TaskId, usize>,
     current: Cursor<R>,
-    window: usize,
+    window: Window<'a>,
     sizer: ChunkSizer,
     buffers: Buffers<I::Item, R>,
 }
@@ -376,7 +555,7 @@ impl<'a, I: Iterator, R> MapUnordered<'a, I, R> {
             running: CompletionSet::new(),
             lens: std::collections::HashMap::new(),
             current: Cursor::empty(),
-            window: window.max(1),
+            window: Window::new(window),
             sizer: ChunkSizer {
                 fixed: None,
                 next: 1,
@@ -393,18 +572,26 @@ impl<'a, I: Iterator, R> MapUnordered<'a, I, R> {
 
     /// As [`Map::in_flight`].
     pub fn in_flight(mut self, n: usize) -> Self {
-        self.window = n.max(1);
+        self.window.fixed = Some(n.max(1));
+        self
+    }
+
+    /// Lets the window follow a steered pool's worker count and counts the inputs in its
+    /// backlog (see [`Backlog`]).
+    pub(crate) fn follow(mut self, workers: &'a AtomicUsize, backlog: &'a Backlog) -> Self {
+        self.window.follow = Some(Follow::new(workers, backlog, self.inputs.size_hint()));
         self
     }
 
     fn fill(&mut self) {
-        while self.running.len() < self.window {
+        while self.running.len() < self.window.get() {
             let chunk = self.buffers.take_chunk(&mut self.inputs, self.sizer.size());
             if chunk.is_empty() {
                 self.buffers.recycle(Some(chunk), Vec::new());
                 break;
             }
             let len = chunk.len();
+            self.window.submitted(len);
             let (first, handle) = (self.submit)(chunk, self.buffers.output());
             self.lens.insert(first, len);
             self.running.push(handle);
@@ -432,5 +619,70 @@ impl<I: Iterator, R> Iterator for MapUnordered<'_, I, R> {
             self.buffers.recycle(spare, done.into_buffer());
             self.fill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::Promise;
+    use std::cell::RefCell;
+
+    /// A submitter that keeps every chunk pending, so only the window limits submissions.
+    fn pending<'a>(kept: &'a RefCell<Vec<Promise<Chunk<u32, u32>>>>) -> SubmitChunk<'a, u32, u32> {
+        Box::new(move |_items, _out| {
+            let id = TaskId(kept.borrow().len() as u64 + 1);
+            let (promise, handle) = Promise::new(id);
+            kept.borrow_mut().push(promise);
+            (id, handle)
+        })
+    }
+
+    #[test]
+    fn a_followed_window_grows_with_the_workers_and_the_backlog_counts_down() {
+        let kept = RefCell::new(Vec::new());
+        let workers = AtomicUsize::new(2);
+        let backlog = Backlog::default();
+        assert_eq!(backlog.unsubmitted(), None, "no map, nothing known");
+        let mut m = Map::new(0..100u32, 8, pending(&kept))
+            .chunk_size(1)
+            .follow(&workers, &backlog);
+        assert_eq!(backlog.unsubmitted(), Some(100));
+        m.fill();
+        assert_eq!(m.in_flight.len(), 8, "4 per worker");
+        assert_eq!(backlog.unsubmitted(), Some(92));
+        // The controller grew the pool: the same map now keeps 4 × 16 in flight.
+        workers.store(16, Ordering::Relaxed);
+        m.fill();
+        assert_eq!(m.in_flight.len(), 64);
+        assert_eq!(backlog.unsubmitted(), Some(36));
+        drop(m);
+        assert_eq!(
+            backlog.unsubmitted(),
+            None,
+            "a dropped map gives its inputs back"
+        );
+    }
+
+    #[test]
+    fn a_map_of_unknown_length_hides_the_backlog_and_a_fixed_window_stays() {
+        let kept = RefCell::new(Vec::new());
+        let workers = AtomicUsize::new(2);
+        let backlog = Backlog::default();
+        let known = Map::new(0..10u32, 8, pending(&kept)).follow(&workers, &backlog);
+        let mut unknown = MapUnordered::new((0..10u32).filter(|x| x % 2 == 0), 8, pending(&kept))
+            .follow(&workers, &backlog)
+            .in_flight(3);
+        assert_eq!(backlog.unsubmitted(), None);
+        workers.store(16, Ordering::Relaxed);
+        unknown.fill();
+        assert_eq!(
+            unknown.running.len(),
+            3,
+            "in_flight(3) is kept whatever the workers"
+        );
+        drop(unknown);
+        assert_eq!(backlog.unsubmitted(), Some(10));
+        drop(known);
     }
 }

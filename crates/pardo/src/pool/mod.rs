@@ -14,6 +14,9 @@ pub enum PoolError {
     /// A pool needs at least one worker.
     #[error("a pool needs at least one worker (asked for 0)")]
     ZeroWorkers,
+    /// An async pool needs room for at least one task in flight.
+    #[error("an async pool needs max_in_flight of at least 1 (asked for 0)")]
+    ZeroInFlight,
     /// The operating system refused to start a worker.
     // `error` is shown in the message, so it is not also a `source` (printed twice otherwise).
     #[error("cannot start worker {worker}: {error}")]

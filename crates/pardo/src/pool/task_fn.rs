@@ -10,17 +10,13 @@
 //! a workload from threads to processes to async is a change of the one line that builds the
 //! pool (see the example on [`RunTask`]).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::executor::Executor;
 use crate::handle::Handle;
-use crate::pool::map::{Chunk, Map, MapUnordered};
+use crate::pool::map::{Map, MapUnordered};
 use crate::pool::threads::ThreadPool;
-use crate::task::{panic_message, Outcome, TaskError, TaskId};
 
 /// A function a pool can run by name: in-process on threads or async tasks, or in a worker
 /// process after its input crossed a pipe. Write one with [`task_fn!`](crate::task_fn), which
@@ -94,7 +90,7 @@ macro_rules! task_fn {
 ///
 ///     let pool = ThreadPool::builder().workers(2).build()?; // ← the one line to change:
 ///     // let pool = ProcessPool::builder().workers(2).build()?;
-///     // let pool = pardo::AsyncPool::builder().workers(2).build()?;
+///     // let pool = pardo::AsyncPool::builder().runtime_threads(2).build()?;
 ///     let on_threads = checksum(&pool);
 ///
 ///     let processes = ProcessPool::builder().workers(2).build()?;
@@ -104,7 +100,7 @@ macro_rules! task_fn {
 ///
 /// #   #[cfg(feature = "async")] // the async pool is behind the default-on `async` feature
 /// #   {
-///     let tasks = pardo::AsyncPool::builder().workers(2).build()?;
+///     let tasks = pardo::AsyncPool::builder().runtime_threads(2).build()?;
 ///     assert_eq!(checksum(&tasks), on_threads);
 /// #   }
 ///     Ok(())
@@ -149,40 +145,5 @@ impl RunTask for ThreadPool {
         I: IntoIterator<Item = F::Input>,
     {
         self.map_unordered(inputs, F::call)
-    }
-}
-
-/// A chunk's record outcome: that of its first failed item, or `Ok`.
-pub(crate) fn chunk_outcome<T, R>(c: &Chunk<T, R>) -> Outcome {
-    c.errors.first().map_or(Outcome::Ok, |(_, e)| e.outcome())
-}
-
-/// Runs a chunk of `map` items in the calling thread, each under its own `catch_unwind`, and
-/// packs the results the way the map driver expects. Used by executors that run a chunk as one
-/// unit of their own (an async task).
-pub(crate) fn run_items<T, R>(
-    first: TaskId,
-    mut items: Vec<T>,
-    mut values: Vec<R>,
-    f: &(dyn Fn(T) -> R + Send + Sync),
-) -> Chunk<T, R> {
-    let t0 = Instant::now();
-    values.reserve(items.len());
-    let mut errors = Vec::new();
-    for (pos, item) in items.drain(..).enumerate() {
-        match catch_unwind(AssertUnwindSafe(|| f(item))) {
-            Ok(v) => values.push(v),
-            Err(payload) => {
-                let id = TaskId(first.0 + pos as u64);
-                let message = panic_message(payload.as_ref());
-                errors.push((pos as u32, TaskError::Panicked { id, message }));
-            }
-        }
-    }
-    Chunk {
-        values,
-        errors,
-        busy_ns: u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        spare: items,
     }
 }

@@ -15,8 +15,8 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crate::executor::{Executor, ShutdownMode};
 use crate::handle::{Handle, Promise};
 use crate::monitor::{available_cores, Recorder, Report, Retention, RunRecord, WorkerRecorder};
-use crate::pool::map::{Chunk, Map, MapUnordered, SubmitChunk};
-use crate::pool::task_fn::{chunk_outcome, run_items};
+use crate::pool::map::{chunk_outcome, run_items};
+use crate::pool::map::{Backlog, Chunk, Map, MapUnordered, SubmitChunk};
 use crate::pool::PoolError;
 use crate::sync::{lock, wait};
 use crate::task::{panic_message, Outcome, TaskError, TaskId};
@@ -33,7 +33,8 @@ type ScopedJobBox<'a> = Box<dyn FnOnce(&WorkerRecorder, bool) + Send + 'a>;
 /// so uneven items still spread.
 const SLICE_CHUNK_MAX: usize = 1 << 16;
 
-/// How many times an idle worker yields and looks again before it parks.
+/// How many times an idle worker yields and looks again before it parks, in a pool of no
+/// more workers than cores (see [`Shared::spin_rounds`]).
 /// Long enough (tens of microseconds) that a caller submitting tasks one after another finds
 /// the worker still awake, short enough that an idle pool goes quiet at once.
 const SPIN_ROUNDS: usize = 64;
@@ -172,7 +173,9 @@ impl ThreadPoolBuilder {
             closing: AtomicBool::new(false),
             cancel_pending: AtomicBool::new(false),
             recorder,
+            backlog: Backlog::default(),
             thread_name: self.thread_name,
+            cores: available_cores(),
         });
         shared.resize(workers)?;
         let steering = match config {
@@ -246,6 +249,10 @@ impl Steerable for Steer {
     fn set_target(&self, n: usize) -> Result<(), PoolError> {
         self.0.resize(n)
     }
+
+    fn tasks_left(&self) -> Option<u64> {
+        self.0.backlog.tasks_left(&self.0.recorder)
+    }
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -276,7 +283,11 @@ struct Shared {
     closing: AtomicBool,
     cancel_pending: AtomicBool,
     recorder: Recorder,
+    /// Inputs the pool's maps hold, and the window they follow (see `pool/map.rs`).
+    backlog: Backlog,
     thread_name: String,
+    /// Cores this process may use, for how long an idle worker spins.
+    cores: usize,
 }
 
 struct Workers {
@@ -338,6 +349,7 @@ impl ThreadPool {
         R: Send + 'static,
     {
         Map::new(inputs.into_iter(), self.window(), self.chunk_submitter(f))
+            .follow(&self.shared.target, &self.shared.backlog)
     }
 
     /// Like [`map`](ThreadPool::map), but yields `(task id, result)` as soon as each chunk
@@ -357,6 +369,7 @@ impl ThreadPool {
         R: Send + 'static,
     {
         MapUnordered::new(inputs.into_iter(), self.window(), self.chunk_submitter(f))
+            .follow(&self.shared.target, &self.shared.backlog)
     }
 
     /// Applies `f` to every element of an in-memory slice and returns the results in order —
@@ -646,6 +659,16 @@ impl Shared {
         self.wake_one();
     }
 
+    /// Rounds an idle worker spins before it parks: [`SPIN_ROUNDS`] shared out over the
+    /// workers beyond the cores. A spinning worker only helps while a core is free for it;
+    /// past the cores it takes the CPU from those with work, and each round looks at every
+    /// worker's queue, so 200 workers of waiting tasks on 2 cores spent more CPU looking for
+    /// work than the tasks took.
+    fn spin_rounds(&self) -> usize {
+        let workers = self.target.load(Ordering::Relaxed).max(self.cores).max(1);
+        (SPIN_ROUNDS * self.cores / workers).max(1)
+    }
+
     fn wake_one(&self) {
         // Pairs with the sleeper's increment-then-recheck: either it sees the new job, or we
         // see it counted and notify while it waits (it holds `sleep` until it waits).
@@ -775,6 +798,7 @@ struct ClearCurrent;
 impl Drop for ClearCurrent {
     fn drop(&mut self) {
         CURRENT.with(|c| c.set(std::ptr::null()));
+        crate::handle::set_helper(None);
     }
 }
 
@@ -817,7 +841,7 @@ impl WorkerCtx {
             if let Some(job) = s.find_job(self.index, &self.local) {
                 self.run(job);
                 spins = 0;
-            } else if spins < SPIN_ROUNDS {
+            } else if spins < s.spin_rounds() {
                 std::thread::yield_now();
                 spins += 1;
             } else {
@@ -845,8 +869,10 @@ impl std::task::Wake for PoolWaker {
 /// pool, it runs that pool's queued jobs meanwhile, so a task waiting on work of its own pool
 /// never holds up the worker that work needs. `arm` is called once, first, with a waker that
 /// whatever makes `done()` true must wake. Returns false at once (calling neither) when the
-/// calling thread is no pool worker; the caller then blocks as usual.
-pub(crate) fn help_until(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool {
+/// calling thread is no pool worker; the caller then blocks as usual. Every worker thread
+/// installs it as its [`Helper`](crate::handle::Helper), so handles reach it without knowing
+/// the pool.
+fn help_until(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool {
     let Some(ctx) = WorkerCtx::current() else {
         return false;
     };
@@ -865,6 +891,7 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
         depth: Cell::new(0),
     };
     CURRENT.with(|c| c.set(&ctx));
+    crate::handle::set_helper(Some(help_until));
     let _clear = ClearCurrent;
     let shared = &*ctx.shared;
     loop {
@@ -875,7 +902,8 @@ fn worker_main(shared: Arc<Shared>, index: usize, local: Worker<Job>) {
         }
         let mut job = shared.find_job(index, &ctx.local);
         let mut spins = 0;
-        while job.is_none() && spins < SPIN_ROUNDS && !shared.closing.load(Ordering::Relaxed) {
+        let rounds = shared.spin_rounds();
+        while job.is_none() && spins < rounds && !shared.closing.load(Ordering::Relaxed) {
             std::thread::yield_now();
             job = shared.find_job(index, &ctx.local);
             spins += 1;

@@ -8,7 +8,7 @@
 //!
 //! Two modes share the guards (bounds, tasks left, memory, load, machine CPU):
 //! - [`Mode::Throughput`] (thread, process and command executors): start at the core count, jump
-//!   toward `cores ÷ CPU demand` when tasks mostly wait, then climb on measured throughput, keep a
+//!   past `cores ÷ CPU demand` when tasks mostly wait, then climb on measured throughput, keep a
 //!   move only when throughput rose by more than the measured noise, and step back when it does
 //!   not. Fewer workers win a tie.
 //! - [`Mode::Latency`] (the async pool): latency above the no-load latency means requests queue
@@ -62,6 +62,9 @@ pub struct ControlSample {
     pub mem_available_bytes: Option<u64>,
     /// One-minute load average.
     pub load_avg: Option<f64>,
+    /// Threads on the machine runnable at the sample (on a core or waiting for one), the
+    /// sampling thread included.
+    pub runnable: Option<u64>,
     /// Tasks that ended in an error since the run began.
     pub errors: u64,
     /// Mean latency of the tasks that finished since the previous sample.
@@ -74,6 +77,7 @@ impl ControlSample {
         self.machine_busy = m.busy;
         self.mem_available_bytes = m.mem_available_bytes;
         self.load_avg = m.load_avg;
+        self.runnable = m.runnable;
         self
     }
 }
@@ -166,8 +170,16 @@ pub enum Reason {
     },
     /// Tasks mostly wait, so more of them fit on the cores.
     JumpForWaiting {
-        /// CPU demand of the tasks (CPU plus wait for a core, over wall time).
+        /// CPU demand of the tasks: their CPU time over their wall time less the wait for a
+        /// core (what they would use of a core that is always free).
         cpu_ratio: f64,
+    },
+    /// Before any task finished: every worker busy, and the cores idle, so the tasks wait.
+    IdleCores {
+        /// Threads wanting a core at the sample, the sampler left out.
+        wanting: u64,
+        /// Tasks running.
+        running: u64,
     },
     /// Tasks now want the CPU, so the count came down toward the cores.
     JumpForCpu {
@@ -242,6 +254,10 @@ impl fmt::Display for Reason {
                     "tasks mostly wait (cpu/wall {cpu_ratio:.2}), so more fit"
                 )
             }
+            Reason::IdleCores { wanting, running } => write!(
+                f,
+                "{running} tasks running, {wanting} threads wanting a core: tasks wait, so more fit"
+            ),
             Reason::JumpForCpu { cpu_ratio } => {
                 write!(f, "tasks now use the CPU (cpu/wall {cpu_ratio:.2})")
             }
@@ -315,8 +331,11 @@ pub struct Change {
     pub reason: Reason,
 }
 
-/// The concurrency over time in one short line, for `--stats`: the counts held for at least
-/// `min_hold` (brief probes left out), the first and the last, and why the last was chosen.
+/// The concurrency over time in one short line, for `--stats`: the first count and those held
+/// for at least `min_hold` (brief probes left out), then why the count held longest was chosen.
+/// The run's tail, where the count follows the tasks left down, says nothing of what was chosen
+/// and is left out too (a run that held its first count to the end says just that). When no
+/// later count was held that long, the last one stands for them.
 ///
 /// ```
 /// use std::time::Duration;
@@ -328,28 +347,92 @@ pub struct Change {
 /// s.elapsed = Duration::from_secs(1);
 /// s.tasks_left = Some(1);
 /// c.observe(&s);
-/// let line = timeline(c.history(), Duration::from_secs(2), Duration::from_millis(500));
-/// assert_eq!(line, "j: 2 → 1 (only 1 tasks left)");
+/// let line = timeline(c.history(), Duration::from_secs(3), Duration::from_millis(500));
+/// assert_eq!(line, "j: 2 (started at the core count (2))");
 /// ```
 pub fn timeline(history: &[Change], end: Duration, min_hold: Duration) -> String {
-    let end_ns = nanos(end);
+    let steps: Vec<(u64, u64, String)> = history
+        .iter()
+        .map(|c| (c.at_ns, c.to as u64, c.reason.to_string()))
+        .collect();
+    line(&steps, end, min_hold).unwrap_or_else(|| String::from("j: not started"))
+}
+
+/// [`timeline`] for the changes a run's report keeps
+/// ([`Report::concurrency`](crate::monitor::Report::concurrency)); `None` when the count never
+/// changed.
+///
+/// ```
+/// use std::time::Duration;
+/// use pardo::tune::controller::report_timeline;
+///
+/// let pool = pardo::ThreadPool::builder().workers(2).build().unwrap();
+/// let report = pool.report();
+/// assert_eq!(report_timeline(&report.concurrency, Duration::from_secs(1), Duration::ZERO), None);
+/// ```
+pub fn report_timeline(
+    changes: &[crate::monitor::ConcurrencyChange],
+    end: Duration,
+    min_hold: Duration,
+) -> Option<String> {
+    let first = changes.first()?;
+    let steps: Vec<(u64, u64, String)> = std::iter::once((0, first.from, String::new()))
+        .chain(changes.iter().map(|c| (c.at_ns, c.to, c.reason.clone())))
+        .collect();
+    line(&steps, end, min_hold)
+}
+
+/// Whether a change's reason, as [`Reason`]'s `Display` wrote it, is the cap to the tasks left.
+fn is_tail(reason: &str) -> bool {
+    reason.starts_with("only ") && reason.ends_with(" tasks left")
+}
+
+/// The line of [`timeline`] over `(at_ns, count, reason)` steps, oldest first.
+fn line(steps: &[(u64, u64, String)], end: Duration, min_hold: Duration) -> Option<String> {
     let min_ns = nanos(min_hold);
-    let mut kept: Vec<&Change> = Vec::new();
-    for (i, c) in history.iter().enumerate() {
-        let until = history.get(i + 1).map_or(end_ns, |n| n.at_ns);
-        let ends = i == 0 || i + 1 == history.len();
-        if (until.saturating_sub(c.at_ns) >= min_ns || ends)
-            && kept.last().is_none_or(|k| k.to != c.to)
-        {
-            kept.push(c);
+    // The tail: the caps to the tasks left at the end, unless they are all there is.
+    let tail = steps
+        .iter()
+        .rev()
+        .take_while(|(_, _, reason)| is_tail(reason))
+        .count();
+    let first_of_tail = steps.len().saturating_sub(tail);
+    let (steps, end_ns) = match steps.get(first_of_tail) {
+        Some(t) if first_of_tail >= 1 => (&steps[..first_of_tail], t.0),
+        _ => (steps, nanos(end)),
+    };
+    // (count, reason, time held)
+    let mut kept: Vec<(u64, &str, u64)> = Vec::new();
+    for (i, (at, to, reason)) in steps.iter().enumerate() {
+        let until = steps.get(i + 1).map_or(end_ns, |n| n.0);
+        let held = until.saturating_sub(*at);
+        let nothing_else = i + 1 == steps.len() && kept.len() <= 1;
+        if held < min_ns && i > 0 && !nothing_else {
+            continue;
+        }
+        match kept.last_mut() {
+            Some(k) if k.0 == *to => k.2 += held,
+            _ => kept.push((*to, reason, held)),
         }
     }
-    let counts: Vec<String> = kept.iter().map(|c| c.to.to_string()).collect();
-    match kept.last() {
-        Some(last) => format!("j: {} ({})", counts.join(" → "), last.reason),
-        None => String::from("j: not started"),
-    }
+    let counts: Vec<String> = kept.iter().map(|k| k.0.to_string()).collect();
+    // Why: the count held longest (the later one on a tie) that has a reason.
+    let why =
+        kept.iter()
+            .filter(|k| !k.1.is_empty())
+            .fold(None::<&(u64, &str, u64)>, |best, k| match best {
+                Some(b) if b.2 > k.2 => Some(b),
+                _ => Some(k),
+            })?;
+    Some(format!("j: {} ({})", counts.join(" → "), why.1))
 }
+
+/// CPU demand (CPU time over wall time less the wait for a core) from which tasks count as
+/// wanting the CPU: a quarter of the time they are not queued for a core, on one.
+const CPU_HUNGRY: f64 = 0.25;
+
+/// Machine CPU busy fraction from which the cores are what limits the tasks that want them.
+const CPU_FULL: f64 = 0.8;
 
 /// Start of a measurement window: the cumulative counters at that sample.
 #[derive(Clone, Copy, Debug)]
@@ -382,7 +465,9 @@ struct Window {
     secs: f64,
     /// Completions per second.
     throughput: f64,
-    /// (CPU + wait for a core) / wall of the tasks that finished in it.
+    /// CPU / (wall − wait for a core) of the tasks that finished in it: their demand with a
+    /// core always free. Queueing for the cores, ours or other programs', lengthens the wall
+    /// time but not this, so more workers on a busy machine do not read as hungrier tasks.
     demand: Option<f64>,
     /// Mean latency in seconds.
     latency: Option<f64>,
@@ -444,6 +529,8 @@ pub struct Controller {
     memory_baseline: Option<u64>,
     memory_per_worker: Option<f64>,
     jumped_demand: Option<f64>,
+    /// CPU demand of the tasks in the last window measured.
+    last_demand: Option<f64>,
     noload_latency: Option<f64>,
     smooth_latency: Option<f64>,
     /// EWMA of the relative latency difference between consecutive windows at one count.
@@ -451,6 +538,8 @@ pub struct Controller {
     last_latency: Option<(usize, f64)>,
     latency_windows: u32,
     slow_start: bool,
+    /// The count rose on idle cores before any task finished (see [`Controller::idle_cores`]).
+    rose_on_idle: bool,
     history: Vec<Change>,
 }
 
@@ -478,12 +567,14 @@ impl Controller {
             memory_baseline: None,
             memory_per_worker: None,
             jumped_demand: None,
+            last_demand: None,
             noload_latency: None,
             smooth_latency: None,
             latency_noise: None,
             last_latency: None,
             latency_windows: 0,
             slow_start: true,
+            rose_on_idle: false,
             history: Vec::new(),
         }
     }
@@ -565,6 +656,9 @@ impl Controller {
         if let Some(d) = self.early_jump(&s) {
             return d;
         }
+        if let Some(d) = self.idle_cores(&s) {
+            return d;
+        }
         let Some(w) = self.close_window(&s) else {
             return self.hold(Reason::Hold);
         };
@@ -584,12 +678,65 @@ impl Controller {
         let (Phase::Measure { windows: 0, .. }, Some(m)) = (self.phase, self.mark) else {
             return None;
         };
-        if s.completions.saturating_sub(m.done) < self.cfg.jump_completions {
+        // One completion per worker is enough to read the demand: at 2 workers and 20 ms tasks,
+        // waiting for 4 would cost a run of 64 a third of its best wall time.
+        let needed = self.cfg.jump_completions.min(self.target as u64).max(1);
+        if s.completions.saturating_sub(m.done) < needed {
             return None;
         }
         let w = measure(&m, s)?;
+        self.note_demand(&w);
         let (to, reason) = self.jump(s, &w)?;
         Some(self.apply(s, to, reason, w.latency))
+    }
+
+    /// Before the first completions tell the demand: when every worker is busy, more tasks
+    /// wait to start, and few threads on the whole machine want a core, the tasks are
+    /// waiting, and the first wave at the core count would cost a short run most of its
+    /// time (200 × `sleep 0.05` on 2 cores: about 55 ms of a best 257 ms). The count rises
+    /// as the jump would for the highest demand the sample allows (one thread more than
+    /// those wanting a core, over the tasks running), so on idle cores each rise is about
+    /// `2 × cores` times the last; CPU-bound tasks (as many wanting a core as running)
+    /// never rise here. The
+    /// reading is one instant, so a sample taken while the runner is still starting tasks
+    /// (it wants a core then) only holds the count.
+    fn idle_cores(&mut self, s: &ControlSample) -> Option<Decision> {
+        if self.cfg.mode != Mode::Throughput
+            || self.jumped_demand.is_some()
+            || self.last_demand.is_some()
+            || !matches!(self.phase, Phase::Measure { windows: 0, .. })
+        {
+            return None;
+        }
+        let running = s.running;
+        let more = s
+            .tasks_left
+            .map_or(s.queued > 0, |l| l > self.target as u64);
+        if running < self.target as u64 || running == 0 || !more {
+            return None;
+        }
+        // The sampling thread is one of the runnable.
+        let wanting = s.runnable?.saturating_sub(1);
+        // One more than the instant saw, for what a single reading misses.
+        let demand = (wanting + 1) as f64 / running as f64;
+        let knee = to_count(self.cfg.cores as f64 / demand);
+        if knee < self.target.saturating_mul(2) || self.refuse_rise_waiting(s).is_some() {
+            return None;
+        }
+        let to = to_count(past_the_knee(self.cfg.cores as f64, demand));
+        let to = s.tasks_left.map_or(to, |left| whole_waves(to, left));
+        if to <= self.target || self.ceiling(s) <= self.target {
+            return None;
+        }
+        self.rose_on_idle = true;
+        Some(self.apply(s, to, Reason::IdleCores { wanting, running }, None))
+    }
+
+    /// The refusals of [`refuse_rise`](Self::refuse_rise) that hold for tasks that wait:
+    /// memory near its floor.
+    fn refuse_rise_waiting(&self, s: &ControlSample) -> Option<Reason> {
+        self.refuse_rise(s)
+            .filter(|r| matches!(r, Reason::MemoryFloor { .. }))
     }
 
     /// Clamps nonsense: time never runs backwards, fractions stay in range.
@@ -649,6 +796,9 @@ impl Controller {
                 });
             }
         }
+        if !self.wants_cpu() {
+            return None;
+        }
         if let Some(per_core) = self.load_per_core(s) {
             if per_core > self.cfg.overload_per_core * 0.75 {
                 return Some(Reason::Overloaded {
@@ -665,7 +815,7 @@ impl Controller {
     /// Load average per core, when it means a queue for the CPU: a long run queue beside idle
     /// cores is tasks waiting on disks, and throughput tells whether more workers help then.
     fn load_per_core(&self, s: &ControlSample) -> Option<f64> {
-        if s.machine_busy.is_some_and(|b| b < 0.8) {
+        if s.machine_busy.is_some_and(|b| b < CPU_FULL) {
             return None;
         }
         s.load_avg.map(|l| l / self.cfg.cores as f64)
@@ -689,7 +839,11 @@ impl Controller {
         }
         if let Some(per_core) = self.load_per_core(s) {
             // Only workers beyond the cores can be ours to blame for the queue.
-            if per_core > self.cfg.overload_per_core && self.target > self.cfg.cores && may_cut {
+            if per_core > self.cfg.overload_per_core
+                && self.target > self.cfg.cores
+                && self.wants_cpu()
+                && may_cut
+            {
                 self.last_backoff = Some(s.elapsed);
                 let to = cut(self.target).max(self.cfg.cores);
                 let reason = Reason::Overloaded {
@@ -728,7 +882,27 @@ impl Controller {
             return None;
         }
         self.mark = Some(Mark::of(s));
-        measure(&m, s)
+        let w = measure(&m, s)?;
+        self.note_demand(&w);
+        Some(w)
+    }
+
+    fn note_demand(&mut self, w: &Window) {
+        if w.demand.is_some() {
+            self.last_demand = w.demand;
+        }
+    }
+
+    /// Whether the tasks want the CPU enough that a busy machine or a long run queue limits
+    /// them (and that they add to it). Tasks that mostly wait neither gain from an idle core nor
+    /// lengthen the queue much, so other programs' load is no reason to keep them few: measured
+    /// throughput decides for them. Unknown until a window measured it, and then it counts as yes.
+    fn wants_cpu(&self) -> bool {
+        match self.last_demand {
+            Some(d) => d >= CPU_HUNGRY,
+            // Idle cores with every worker busy said no.
+            None => !self.rose_on_idle,
+        }
     }
 
     fn hold(&self, reason: Reason) -> Decision {
@@ -785,6 +959,16 @@ impl Controller {
     }
 
     /// A target for the demand measured in `w`, if it is far from the current one.
+    ///
+    /// The cores fill at `knee = cores ÷ demand` tasks in flight, but only on average: task CPU
+    /// times vary and tasks arrive in bursts, so at the knee they queue for the cores part of
+    /// the time and idle them another part, and throughput there is well under its peak (on 2
+    /// cores, 200 × (8 ms of gzip, 50 ms of sleep) took 913 ms at 16 jobs, 795 ms at 32 and
+    /// 820 ms at 64). Below the knee throughput falls steeply, above it the extra tasks only
+    /// queue. So the jump lands past the knee, by as much again for tasks that barely use the
+    /// CPU and not at all for CPU-bound ones ([`past_the_knee`]); climbing trims it afterwards
+    /// when a long run shows fewer do as well. The decision to jump is taken on the knee itself,
+    /// so CPU-bound work is never pushed above the cores.
     fn jump(&mut self, s: &ControlSample, w: &Window) -> Option<(usize, Reason)> {
         let demand = w.demand?;
         if let Some(before) = self.jumped_demand {
@@ -795,23 +979,34 @@ impl Controller {
             }
         }
         let cores = self.cfg.cores as f64;
-        let implied = (cores / demand.max(1e-3)).ceil();
-        let implied = if implied >= usize::MAX as f64 {
-            usize::MAX
-        } else {
-            implied as usize
-        };
+        let knee = to_count(cores / demand.max(1e-3));
+        let to = to_count(past_the_knee(cores, demand));
         let cpu_ratio = demand;
-        if implied >= self.target.saturating_mul(2) {
-            if self.refuse_rise(s).is_some() || self.ceiling(s) <= self.target {
+        let cores_full = s.machine_busy.is_none_or(|b| b >= CPU_FULL);
+        // After a rise on idle cores the count may be near the knee already; the measured
+        // jump still goes past it when that is well above the count.
+        let after_idle = self.rose_on_idle && knee > self.target && to >= self.target * 3 / 2;
+        if knee >= self.target.saturating_mul(2) || after_idle {
+            // After a jump, tasks that seem to wait more on full cores wait for the cores: where
+            // the wait for a core is not measured (commands), the queue the jump made lengthens
+            // the wall time and lowers CPU / wall, and jumping again on that only deepens it.
+            let queued =
+                self.jumped_demand.is_some() && s.machine_busy.is_some_and(|b| b >= CPU_FULL);
+            if queued || self.refuse_rise(s).is_some() || self.ceiling(s) <= self.target {
                 return None;
             }
             self.jumped_demand = Some(demand);
-            return Some((implied, Reason::JumpForWaiting { cpu_ratio }));
+            let to = s.tasks_left.map_or(to, |left| whole_waves(to, left));
+            return Some((to, Reason::JumpForWaiting { cpu_ratio }));
         }
-        if implied.saturating_mul(2) <= self.target {
+        // Tasks that want the CPU fill it; a machine with idle cores says the demand measured is
+        // not what limits them (a short window, a few long tasks), so it is no reason to cut.
+        // A count that rose on idle cores is only cut for tasks the measurement shows want
+        // the CPU: for tasks that wait, the busy cores are the runner starting them.
+        let hungry = !self.rose_on_idle || demand >= CPU_HUNGRY;
+        if knee.saturating_mul(2) <= self.target && cores_full && hungry {
             self.jumped_demand = Some(demand);
-            return Some((implied, Reason::JumpForCpu { cpu_ratio }));
+            return Some((to, Reason::JumpForCpu { cpu_ratio }));
         }
         None
     }
@@ -1141,7 +1336,9 @@ fn measure(m: &Mark, s: &ControlSample) -> Option<Window> {
         (Some(now), None) => now.as_secs_f64(),
         _ => 0.0,
     };
-    let demand = (wall > 0.0 && done > 0).then(|| (cpu + wait) / wall);
+    // A wait longer than the wall time is a measuring error; then the wall time is all there is.
+    let unqueued = if wall > wait { wall - wait } else { wall };
+    let demand = (wall > 0.0 && done > 0).then(|| cpu / unqueued);
     // The whole window's mean is steadier than the last sample's.
     let latency = (done > 0 && wall > 0.0)
         .then(|| wall / done as f64)
@@ -1153,6 +1350,43 @@ fn measure(m: &Mark, s: &ControlSample) -> Option<Window> {
         latency,
         errors: s.errors.saturating_sub(m.errors),
     })
+}
+
+/// Tasks in flight to jump to for tasks of CPU `demand` on `cores`: past the knee
+/// `cores ÷ demand` by a factor of `2 − demand`, so twice the knee for tasks that barely use the
+/// CPU and the knee itself (the cores) for CPU-bound ones. See [`Controller::jump`].
+fn past_the_knee(cores: f64, demand: f64) -> f64 {
+    let demand = demand.max(1e-3);
+    cores / demand * (2.0 - demand.min(1.0))
+}
+
+/// `n` workers for `left` tasks, raised by up to a quarter where that saves a wave: tasks that
+/// mostly wait start together after a jump and end together, so 198 sleeps at 98 take three
+/// waves (98, 98 and 2) and at 99 two.
+fn whole_waves(n: usize, left: u64) -> usize {
+    let Ok(left) = usize::try_from(left) else {
+        return n;
+    };
+    if n == 0 || left <= n {
+        return n;
+    }
+    let waves = left.div_ceil(n);
+    let fewer = left.div_ceil(waves - 1);
+    if fewer <= n.saturating_add(n / 4) {
+        fewer
+    } else {
+        n
+    }
+}
+
+/// `x` rounded up to a count, saturating.
+fn to_count(x: f64) -> usize {
+    let x = x.ceil();
+    if x >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        x.max(0.0) as usize
+    }
 }
 
 /// `x` relative to `reference` (0.1 = 10 % more); from nothing to something counts as +100 %.
@@ -1178,4 +1412,71 @@ fn cut_by(n: usize, keep: f64) -> usize {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(list: &[(u64, u64, &str)]) -> Vec<(u64, u64, String)> {
+        list.iter()
+            .map(|&(ms, to, why)| (ms * 1_000_000, to, why.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_line_leaves_out_the_tail_of_the_run() {
+        // What the runner notes: a change per sample as the tail follows the tasks left down.
+        // Its last step read as a move down ("2 → 15 → 6") in the bench's notes.
+        let run = steps(&[
+            (0, 2, ""),
+            (60, 27, "jump"),
+            (820, 20, "only 20 tasks left"),
+            (880, 9, "only 9 tasks left"),
+            (940, 1, "only 1 tasks left"),
+        ]);
+        let end = Duration::from_millis(990);
+        assert_eq!(
+            line(&run, end, end / 10).as_deref(),
+            Some("j: 2 → 27 (jump)")
+        );
+        // However long the last wave takes.
+        let run = steps(&[
+            (0, 2, ""),
+            (60, 27, "jump"),
+            (500, 20, "only 20 tasks left"),
+            (700, 1, "only 1 tasks left"),
+        ]);
+        assert_eq!(
+            line(&run, end, end / 10).as_deref(),
+            Some("j: 2 → 27 (jump)")
+        );
+        // A run that held its first count until the tail says that: the CPU-bound bench
+        // read "j: 2 → 1 (only 0 tasks left)", as if the count had come down.
+        let run = steps(&[(0, 2, "start"), (100, 1, "only 1 tasks left")]);
+        assert_eq!(line(&run, end, end / 10).as_deref(), Some("j: 2 (start)"));
+    }
+
+    #[test]
+    fn the_tail_is_known_by_its_reason() {
+        assert!(is_tail(&Reason::CappedByTasksLeft { left: 7 }.to_string()));
+        assert!(!is_tail(&Reason::Hold.to_string()));
+        assert!(!is_tail(&Reason::Start { cores: 2 }.to_string()));
+    }
+
+    #[test]
+    fn the_line_keeps_the_last_count_when_nothing_else_was_held() {
+        let run = steps(&[(0, 2, ""), (900, 40, "jump")]);
+        let end = Duration::from_millis(950);
+        assert_eq!(
+            line(&run, end, end / 10).as_deref(),
+            Some("j: 2 → 40 (jump)")
+        );
+        // A count held long enough is kept whatever follows it.
+        let run = steps(&[(0, 2, ""), (100, 40, "jump"), (900, 30, "fewer")]);
+        assert_eq!(
+            line(&run, end, end / 10).as_deref(),
+            Some("j: 2 → 40 (jump)")
+        );
+    }
 }

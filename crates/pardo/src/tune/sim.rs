@@ -48,6 +48,17 @@ pub enum Model {
         /// In flight above which the excess requests fail.
         errors_above: Option<u64>,
     },
+    /// Each task uses the CPU for `cpu_per_task`, then waits `wait` off it (a sleep, a disk, a
+    /// remote side that never queues). Tasks queue for the cores, and the CPU times vary
+    /// (exponentially, in a mean value analysis of the closed queue, with Seidmann's
+    /// approximation for several cores), so the knee at `cores × (cpu + wait) / cpu` in flight is
+    /// soft, as on a real machine: throughput there is well below the peak it reaches further up.
+    Mixed {
+        /// CPU each task needs.
+        cpu_per_task: Duration,
+        /// Time each task then waits off the CPU.
+        wait: Duration,
+    },
     /// `first` until `after` tasks completed, then `second`.
     Phase {
         /// The model at first.
@@ -78,6 +89,11 @@ impl Model {
             contention: 0.0,
             errors_above: None,
         }
+    }
+
+    /// Tasks that use `cpu_per_task` of CPU, then wait `wait` off it, queueing for the cores.
+    pub fn mixed(cpu_per_task: Duration, wait: Duration) -> Self {
+        Model::Mixed { cpu_per_task, wait }
     }
 
     /// `first`, then `second` once `after` tasks completed.
@@ -172,6 +188,30 @@ fn point(m: &Model, n: f64, cores: f64) -> Point {
                 error_share,
             }
         }
+        Model::Mixed { cpu_per_task, wait } => {
+            let d = cpu_per_task.as_secs_f64().max(1e-9);
+            let z = wait.as_secs_f64();
+            // Exact mean value analysis of the closed queue, the cores taken as one server of
+            // `d / cores` behind a delay of the rest of `d` (Seidmann): a task arriving at the
+            // cores finds the queue that `k − 1` tasks in flight left there.
+            let fast = d / cores;
+            let slow = d - fast;
+            let (mut queue, mut throughput, mut latency) = (0.0, 0.0, d + z);
+            for k in 1..=(n.ceil() as u64) {
+                let at_cores = fast * (1.0 + queue);
+                latency = at_cores + slow + z;
+                throughput = k as f64 / latency;
+                queue = throughput * at_cores;
+            }
+            Point {
+                throughput,
+                latency,
+                cpu: d,
+                cpu_wait: (latency - z - d).max(0.0),
+                cores_used: (throughput * d).min(cores),
+                error_share: 0.0,
+            }
+        }
         Model::Phase { first, .. } => point(first, n, cores),
     }
 }
@@ -195,6 +235,9 @@ pub struct Sim {
     pub other_load: f64,
     /// Whether tasks report the time they waited for a core.
     pub measures_cpu_wait: bool,
+    /// Share of each task's wall time it waits for a core that other programs hold, however few
+    /// tasks run (a crowded machine: a task that wakes from a wait queues behind them).
+    pub others_wait_share: f64,
     rng: u64,
     elapsed: Duration,
     done_f: f64,
@@ -220,6 +263,7 @@ impl Sim {
             memory_per_task_bytes: 0,
             other_load: 0.0,
             measures_cpu_wait: true,
+            others_wait_share: 0.0,
             rng: SEED,
             elapsed: Duration::ZERO,
             done_f: 0.0,
@@ -268,6 +312,17 @@ impl Sim {
         best.0
     }
 
+    /// The fewest in flight whose throughput reaches `share` of the best (0.95: within 5 %), for
+    /// the model in force now: where the band of good counts begins when throughput rises
+    /// smoothly toward a peak ([`Model::Mixed`]) rather than reaching it at one count.
+    pub fn enough(&self, share: f64) -> usize {
+        let best = self.best();
+        let wanted = self.throughput_at(best) * share;
+        (1..=best)
+            .find(|&n| self.throughput_at(n) >= wanted)
+            .unwrap_or(best)
+    }
+
     /// The model's throughput (completions per second) at `n` in flight, for the model in
     /// force now.
     pub fn throughput_at(&self, n: usize) -> f64 {
@@ -305,7 +360,7 @@ impl Sim {
         self.done = done;
         let latency = p.latency * lat_jitter.max(0.0);
         self.cpu += new * p.cpu;
-        self.cpu_wait += new * p.cpu_wait;
+        self.cpu_wait += new * (p.cpu_wait + latency * self.others_wait_share.clamp(0.0, 1.0));
         self.wall += new * latency;
         self.errors_f += new * p.error_share;
         let running = n;
@@ -329,20 +384,13 @@ impl Sim {
                 self.memory_bytes
                     .saturating_sub(n.saturating_mul(self.memory_per_task_bytes)),
             ),
-            load_avg: Some(
-                self.other_load
-                    + p.cores_used
-                    + (n as f64 - cores).max(0.0) * {
-                        // Workers beyond the cores wait in the run queue only when they want the CPU.
-                        if p.cpu_wait > 0.0 {
-                            1.0
-                        } else {
-                            0.0
-                        }
-                    },
-            ),
+            // Tasks on a core or waiting for one (Little's law): workers beyond the cores
+            // lengthen the run queue only when they want the CPU.
+            load_avg: Some(self.other_load + p.throughput * (p.cpu + p.cpu_wait)),
             errors: self.errors_f.floor() as u64,
             mean_latency: (new > 0.0).then(|| Duration::from_secs_f64(latency)),
+            // Threads are not modelled: the rise on idle cores has tests of its own.
+            runnable: None,
         }
     }
 }

@@ -5,8 +5,8 @@
 //! run's records.
 //!
 //! It runs on a thread of its own, off the tasks' hot path: the only cost to the workers is the
-//! uncontended per-worker lock the recorder takes when the loop folds their records into a
-//! report, once per interval.
+//! uncontended per-worker lock the recorder takes when the loop sums their totals, once per
+//! sample.
 //!
 //! An executor takes part by implementing [`Steerable`]; [`Steering::start`] starts the loop and
 //! dropping the [`Steering`] (or [`Steering::stop`]) ends it.
@@ -134,9 +134,12 @@ fn run<S: Steerable>(
         }
     }
     let mut prev = Previous::default();
-    // Sample quickly at first and slow down to `interval`: a short run must not spend its
-    // whole life at the starting count waiting for the first sample.
-    let mut wait = (interval / 8).max(Duration::from_millis(1));
+    // Sample quickly for the first `interval` and then slow down to it: a short run must not
+    // spend its whole life at the starting count waiting for the first samples (the jump for
+    // waiting tasks needs one completion per worker, which 20 ms tasks give after 20 ms).
+    let fast = (interval / 8).max(Duration::from_millis(1));
+    let mut wait = fast;
+    let mut waited = Duration::ZERO;
     loop {
         {
             let stopped = lock(&stop.0);
@@ -144,16 +147,19 @@ fn run<S: Steerable>(
                 return;
             }
             let stopped = wait_timeout(&stop.1, stopped, wait);
-            wait = (wait * 2).min(interval);
+            waited += wait;
+            if waited >= interval {
+                wait = (wait * 2).min(interval);
+            }
             if *stopped {
                 return;
             }
         }
-        let report = rec.report();
+        let totals = rec.totals();
         let counters = rec.counters();
         let m = machine.sample();
         let done = counters.done;
-        let busy_ns = report.busy_ns;
+        let busy_ns = totals.busy_ns;
         let mean_latency = (done > prev.done).then(|| {
             Duration::from_nanos(busy_ns.saturating_sub(prev.busy_ns) / (done - prev.done))
         });
@@ -164,8 +170,8 @@ fn run<S: Steerable>(
             tasks_left: target.tasks_left(),
             running: counters.running,
             queued: counters.queued(),
-            task_cpu: Duration::from_nanos(report.cpu_user_ns.saturating_add(report.cpu_sys_ns)),
-            task_cpu_wait: report.cpu_wait_ns.map(Duration::from_nanos),
+            task_cpu: Duration::from_nanos(totals.cpu_ns),
+            task_cpu_wait: totals.cpu_wait_ns.map(Duration::from_nanos),
             task_wall: Duration::from_nanos(busy_ns),
             errors: counters.failed,
             mean_latency,
@@ -174,7 +180,7 @@ fn run<S: Steerable>(
         .with_machine(&m);
         let Some(ctl) = ctl.as_mut() else {
             let live = target.live() as u64;
-            push_sample(&rec, &report, &m, live, live);
+            push_sample(&rec, &totals, &m, live, live);
             continue;
         };
         let decision = ctl.observe(&s);
@@ -195,7 +201,7 @@ fn run<S: Steerable>(
         }
         push_sample(
             &rec,
-            &report,
+            &totals,
             &m,
             decision.target as u64,
             target.live() as u64,
@@ -205,13 +211,13 @@ fn run<S: Steerable>(
 
 fn push_sample(
     rec: &Recorder,
-    report: &crate::monitor::Report,
+    totals: &crate::monitor::Totals,
     m: &crate::monitor::sampler::MachineSample,
     target: u64,
     live: u64,
 ) {
     let mut sample = rec.sample_counters(target, live);
-    sample.task_cpu_ns = report.cpu_user_ns.saturating_add(report.cpu_sys_ns);
+    sample.task_cpu_ns = totals.cpu_ns;
     sample.machine_busy = m.busy;
     sample.mem_available_bytes = m.mem_available_bytes;
     sample.load_avg = m.load_avg;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod redis;
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,4 +88,23 @@ pub fn within<T: Send + 'static>(
         // The closure panicked; its own message is already printed.
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("panicked: {what}"),
     }
+}
+
+/// The names of this process's pardo threads now (every pool names its threads `pardo…`).
+///
+/// Only these are counted: the test harness starts a thread per test whenever it likes (under
+/// load, one model test's thread appeared while another counted, and looked like a thread
+/// the pool had left behind).
+pub fn pardo_threads() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .filter(|n| n.starts_with("pardo"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

@@ -8,7 +8,7 @@ use crate::monitor::{Report, TaskRecord};
 /// One row per task record; empty cells for fields a record does not have.
 ///
 /// Columns: `id,attempt,items,input,worker,submitted_ns,started_ns,finished_ns,cpu_user_ns,
-/// cpu_sys_ns,cpu_wait_ns,max_rss_bytes,exit_code,signal,output_bytes,outcome`.
+/// cpu_sys_ns,cpu_wait_ns,max_rss_bytes,exit_code,signal,output_bytes,outcome,host`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Csv;
 
@@ -31,7 +31,7 @@ impl Export for Csv {
     }
 }
 
-const HEADER: [&str; 16] = [
+const HEADER: [&str; 17] = [
     "id",
     "attempt",
     "items",
@@ -48,6 +48,7 @@ const HEADER: [&str; 16] = [
     "signal",
     "output_bytes",
     "outcome",
+    "host",
 ];
 
 #[cfg(test)]
@@ -67,7 +68,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some(HEADER.join(",").as_str()));
-        assert_eq!(lines.next(), Some("1,1,1,\"a,b\",2,5,10,30,7,0,,,,,,ok"));
+        assert_eq!(lines.next(), Some("1,1,1,\"a,b\",2,5,10,30,7,0,,,,,,ok,"));
         assert_eq!(lines.next(), None);
     }
 

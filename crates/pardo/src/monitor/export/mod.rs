@@ -6,16 +6,23 @@
 //! - [`Json`] and [`Csv`]: the whole run at the end, behind the [`Export`] trait.
 //! - [`JsonLines`]: the run as it happens (a [`RecordSink`](crate::monitor::RecordSink)), and
 //!   [`read_json_lines`] to read it back into a [`RunLog`].
+//! - [`write_trace`]: a [`RunLog`] as a Chrome trace (Perfetto, `chrome://tracing`).
+//! - [`write_html`]: a [`RunLog`] as a self-contained HTML report (inline SVG, no script).
 
 mod csv;
+mod html;
 mod json;
 mod jsonl;
 mod run_log;
+mod svg;
+mod trace;
 
 pub use self::csv::Csv;
+pub use self::html::{write_html, REPORT_CHARTS, REPORT_SECTIONS};
 pub use self::json::Json;
 pub use self::jsonl::{read_json_lines, JsonLines};
 pub use self::run_log::{RunLog, StderrTail, STDERR_TAIL_BYTES};
+pub use self::trace::{assign_tracks, running_steps, write_trace, Track, LANE_STRIDE};
 
 use std::io::Write;
 

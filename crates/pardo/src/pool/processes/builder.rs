@@ -220,4 +220,8 @@ impl Steerable for Steer {
     fn set_target(&self, n: usize) -> Result<(), PoolError> {
         super::manager::resize(&self.0, n)
     }
+
+    fn tasks_left(&self) -> Option<u64> {
+        self.0.backlog.tasks_left(&self.0.recorder)
+    }
 }

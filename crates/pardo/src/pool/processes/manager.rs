@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::builder::Config;
-use super::delivery::{finish, Job};
+use super::delivery::{fail_unrun, finish, Job, Jobs};
 use super::lifecycle::{out_of_memory_line, Exit, Proc, Received, Tracked};
 use super::ProcessPool;
 use crate::monitor::{Recorder, WorkerRecorder};
@@ -34,6 +34,8 @@ pub(super) struct Shared {
     pub(super) recorder: Recorder,
     pub(super) config: Config,
     pub(super) stats: Stats,
+    /// Inputs the pool's maps hold, and the window they follow (see `pool/map.rs`).
+    pub(super) backlog: crate::pool::map::Backlog,
 }
 
 /// The manager threads. A manager that decides to leave moves its handle from `active` to
@@ -82,10 +84,25 @@ impl Shared {
             recorder,
             config,
             stats: Stats::default(),
+            backlog: Default::default(),
         }
     }
+}
 
-    pub(super) fn push(&self, job: Job) {
+impl Jobs for Shared {
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    fn target(&self) -> &AtomicUsize {
+        &self.target
+    }
+
+    fn backlog(&self) -> &crate::pool::map::Backlog {
+        &self.backlog
+    }
+
+    fn push(&self, job: Job) {
         let mut q = lock(&self.queue);
         if let Some(why) = &q.broken {
             let message = broken_message(why);
@@ -100,7 +117,9 @@ impl Shared {
             self.more.notify_one();
         }
     }
+}
 
+impl Shared {
     /// The next job for the manager of slot `index`; `None` when it should stop.
     pub(super) fn next_job(&self, index: usize) -> Option<Job> {
         // A caller that waits on each result submits its next task right after waking: look
@@ -212,21 +231,6 @@ fn vacate(managers: &mut Managers, index: usize) {
 
 fn broken_message(why: &str) -> String {
     format!("the process pool stopped after one of its manager threads panicked: {why}")
-}
-
-/// Fails a job that never reached a worker, with a record, even if a record sink panics.
-fn fail_unrun(recorder: &Recorder, job: Job, message: String) {
-    let w = recorder.worker(1);
-    let now = recorder.now_ns();
-    let err = TaskError::Failed {
-        id: job.id,
-        message,
-    };
-    // If writing the record panics, the job's promise is dropped, which still completes the
-    // handle (as cancelled).
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        finish(&w, job, now, Err(err), Exit::default())
-    }));
 }
 
 /// The manager of worker slot `index`: serves it, and if it ever panics, makes sure no handle

@@ -31,24 +31,24 @@
 //! - `wire`: the pipe protocol; `worker`: the worker side, [`worker_hook`].
 
 mod builder;
-mod delivery;
+pub(crate) mod delivery;
 mod lifecycle;
 mod manager;
-mod wire;
-mod worker;
+pub(crate) mod wire;
+pub(crate) mod worker;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::executor::{Executor, ShutdownMode};
-use crate::handle::{Handle, Promise};
+use crate::handle::Handle;
 use crate::monitor::{Recorder, Report};
-use crate::pool::map::{Map, MapUnordered, SubmitChunk};
+use crate::pool::map::{Map, MapUnordered};
 use crate::pool::task_fn::{RunTask, TaskFn};
 use crate::pool::PoolError;
 use crate::sync::lock;
-use delivery::{encode_error, ChunkTask, Job, OneTask};
+use delivery::Job;
 use manager::Shared;
 
 pub use builder::ProcessPoolBuilder;
@@ -146,29 +146,7 @@ impl ProcessPool {
     /// Runs `f(input)` in a worker process and returns a handle to its result.
     pub fn submit<F: TaskFn>(&self, f: F, input: F::Input) -> Handle<F::Output> {
         let _ = f;
-        let recorder = &self.shared.recorder;
-        let id = recorder.submit(1);
-        let submitted_ns = recorder.now_ns();
-        let (promise, handle) = Promise::new(id);
-        match postcard::to_allocvec(&input) {
-            Ok(bytes) => self.shared.push(Job {
-                id,
-                items: 1,
-                submitted_ns,
-                name: F::NAME,
-                inputs: vec![bytes],
-                deliver: Box::new(OneTask {
-                    promise,
-                    name: F::NAME,
-                }),
-            }),
-            Err(e) => {
-                let err = encode_error::<F>(id, &e);
-                self.shared.refuse(id, submitted_ns, 1, &err);
-                promise.complete(Err(err));
-            }
-        }
-        handle
+        delivery::submit_one::<F>(&*self.shared, input)
     }
 
     /// Applies `f` to every input in the workers and yields the results in input order; lazy
@@ -179,7 +157,8 @@ impl ProcessPool {
         F: TaskFn,
         I: IntoIterator<Item = F::Input>,
     {
-        Map::new(inputs.into_iter(), self.window(), self.chunk_submitter(f)).chunk_size(1)
+        let _ = f;
+        delivery::map::<F, _>(&*self.shared, inputs.into_iter())
     }
 
     /// As [`map`](ProcessPool::map), yielding `(task id, result)` in completion order.
@@ -188,46 +167,8 @@ impl ProcessPool {
         F: TaskFn,
         I: IntoIterator<Item = F::Input>,
     {
-        MapUnordered::new(inputs.into_iter(), self.window(), self.chunk_submitter(f)).chunk_size(1)
-    }
-
-    fn window(&self) -> usize {
-        4 * self.shared.target.load(Ordering::Relaxed).max(1)
-    }
-
-    fn chunk_submitter<F: TaskFn>(&self, _f: F) -> SubmitChunk<'_, F::Input, F::Output> {
-        Box::new(move |mut items: Vec<F::Input>, values: Vec<F::Output>| {
-            let n = items.len();
-            let recorder = &self.shared.recorder;
-            let first = recorder.submit(n as u64);
-            let submitted_ns = recorder.now_ns();
-            let (promise, handle) = Promise::new(first);
-            let encoded: Result<Vec<Vec<u8>>, _> =
-                items.iter().map(postcard::to_allocvec).collect();
-            items.clear();
-            let count = u32::try_from(n).unwrap_or(u32::MAX);
-            match encoded {
-                Ok(inputs) => self.shared.push(Job {
-                    id: first,
-                    items: count,
-                    submitted_ns,
-                    name: F::NAME,
-                    inputs,
-                    deliver: Box::new(ChunkTask {
-                        promise,
-                        name: F::NAME,
-                        values,
-                        spare: items,
-                    }),
-                }),
-                Err(e) => {
-                    let err = encode_error::<F>(first, &e);
-                    self.shared.refuse(first, submitted_ns, count, &err);
-                    promise.complete(Err(err));
-                }
-            }
-            (first, handle)
-        })
+        let _ = f;
+        delivery::map_unordered::<F, _>(&*self.shared, inputs.into_iter())
     }
 
     /// Stops the pool and returns the final report. [`ShutdownMode::Wait`] runs every submitted

@@ -61,6 +61,8 @@ pub(crate) struct Reply {
     pub(crate) busy_ns: u64,
     pub(crate) cpu_user_ns: u64,
     pub(crate) cpu_sys_ns: u64,
+    /// Time the serving thread waited for a core while the tasks ran, when the kernel says.
+    pub(crate) cpu_wait_ns: Option<u64>,
     /// The worker process's peak resident set so far.
     pub(crate) max_rss_bytes: u64,
 }

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::clock::{rusage, thread_cpu_ns, timeval_ns};
+use crate::clock::{rusage, timeval_ns, ThreadCpu};
 use crate::pool::processes::wire::{self, Hello, ItemResult, Reply, Request};
 use crate::pool::task_fn::TaskFn;
 use crate::task::panic_message;
@@ -76,6 +76,27 @@ fn run_erased<F: TaskFn>(input: &[u8]) -> ItemResult {
             Err(e) => ItemResult::Failed(format!("cannot encode the result of {}: {e}", F::NAME)),
         },
         Err(payload) => ItemResult::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+/// Runs every input through the task function registered as `name`, each under its own
+/// `catch_unwind`; every item gets a result. When this binary has no such function, every item
+/// fails with the words `unknown` gives. Shared by the process pool's workers and the cluster's
+/// serving workers, so a task runs the same way in both.
+pub(crate) fn run_items(
+    name: &str,
+    inputs: &[&[u8]],
+    unknown: impl FnOnce() -> String,
+) -> Vec<ItemResult> {
+    match registry().get(name) {
+        Some(run) => inputs.iter().map(|input| run(input)).collect(),
+        None => {
+            let why = unknown();
+            inputs
+                .iter()
+                .map(|_| ItemResult::Failed(why.clone()))
+                .collect()
+        }
     }
 }
 
@@ -162,33 +183,26 @@ fn serve(marker: &str) -> io::Result<()> {
     };
     wire::write_frame(&mut to_pool, &hello, &mut buf)?;
     let mut frame = Vec::new();
-    let registry = registry();
     while wire::read_frame(&mut from_pool, &mut frame)? {
         let req: Request<'_> = wire::decode(&frame)?;
         let before = Usage::now();
         let t0 = Instant::now();
-        let outputs = match registry.get(req.name) {
-            Some(run) => req.inputs.iter().map(|input| run(input)).collect(),
-            None => {
-                let why = format!(
-                    "no task function named {} is registered in the worker binary",
-                    req.name
-                );
-                req.inputs
-                    .iter()
-                    .map(|_| ItemResult::Failed(why.clone()))
-                    .collect()
-            }
-        };
+        let outputs = run_items(req.name, &req.inputs, || {
+            format!(
+                "no task function named {} is registered in the worker binary",
+                req.name
+            )
+        });
         let busy_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let after = Usage::now();
-        let total = after.cpu_ns.saturating_sub(before.cpu_ns);
+        let total = after.cpu.total_ns().saturating_sub(before.cpu.total_ns());
         let sys = after.sys_ns.saturating_sub(before.sys_ns).min(total);
         let reply = Reply {
             outputs,
             busy_ns,
             cpu_user_ns: total - sys,
             cpu_sys_ns: sys,
+            cpu_wait_ns: after.cpu.waited_since(&before.cpu),
             max_rss_bytes: after.max_rss_bytes,
         };
         wire::write_frame(&mut to_pool, &reply, &mut buf)?;
@@ -224,8 +238,9 @@ fn take_protocol_fds() -> io::Result<(File, File)> {
 
 /// The worker's CPU time and peak memory at one moment.
 struct Usage {
-    /// CPU of the serving thread, exact (`CLOCK_THREAD_CPUTIME_ID`): tasks run on it.
-    cpu_ns: u64,
+    /// CPU and run-queue wait of the serving thread (tasks run on it), read as the thread
+    /// pool reads them, so a worker process's task is measured like a worker thread's.
+    cpu: ThreadCpu,
     /// System CPU of the whole process (`getrusage`), for the user/system split.
     sys_ns: u64,
     max_rss_bytes: u64,
@@ -233,10 +248,10 @@ struct Usage {
 
 impl Usage {
     fn now() -> Usage {
-        let cpu_ns = thread_cpu_ns();
+        let cpu = ThreadCpu::now();
         let ru = rusage(libc::RUSAGE_SELF);
         Usage {
-            cpu_ns,
+            cpu,
             sys_ns: ru.map_or(0, |r| timeval_ns(&r.ru_stime)),
             max_rss_bytes: ru.map_or(0, |r| r.ru_maxrss as u64 * 1024),
         }
