@@ -12,7 +12,8 @@ use crate::monitor::fold::{capacity_ns, Accumulator, CapacitySteps, Straggler, S
 use crate::monitor::record::{ConcurrencyChange, RunRecord, TaskRecord};
 use crate::task::Outcome;
 
-/// Duration percentiles, in nanoseconds.
+/// Duration percentiles, in nanoseconds, to within 1 % (the fold keeps HDR histograms of two
+/// significant figures).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Percentiles {
