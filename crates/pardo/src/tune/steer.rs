@@ -136,12 +136,19 @@ fn run<S: Steerable>(
     let mut prev = Previous::default();
     // Sample quickly for the first `interval` and then slow down to it: a short run must not
     // spend its whole life at the starting count waiting for the first samples (the jump for
-    // waiting tasks needs one completion per worker, which 20 ms tasks give after 20 ms).
-    let fast = (interval / 8).max(Duration::from_millis(1));
+    // waiting tasks needs one completion per worker, which 20 ms tasks give after 20 ms, and
+    // the rise on idle cores multiplies the count by about four per sample: 200 × `sleep
+    // 0.05` at 12 ms per sample spent its first 40 ms under 30 jobs, while two idle cores
+    // could have been starting them). A sample costs a few reads of `/proc`, tens of µs.
+    // A fixed count, only sampled, has nothing to decide early.
+    let fast = (interval / if ctl.is_some() { 25 } else { 8 }).max(Duration::from_millis(1));
     let mut wait = fast;
     let mut waited = Duration::ZERO;
+    // The controller's first sample only marks where the run starts: take it at once, so the
+    // first sample after `fast` can already decide.
+    let mut mark_now = ctl.is_some();
     loop {
-        {
+        if !std::mem::take(&mut mark_now) {
             let stopped = lock(&stop.0);
             if *stopped {
                 return;
