@@ -5,9 +5,12 @@
 #   sleep  — 200 × `sleep 0.05`;
 #   mixed  — 200 × (gzip of 128 KiB, then `sleep 0.05`);
 #   phase  — 200 sleeps, then 24 gzips of 2 MiB (latency-bound jobs, then CPU-bound ones).
-# Then prints, per workload, automatic's mean over the best fixed -j's mean (bench/autotune/ratios.py).
+# The commands of a workload run in rounds, each command once per round, so that a drift of the
+# machine's speed (±10 % within minutes on a shared VM) falls on every command alike. Then prints,
+# per workload, automatic's mean over the best fixed -j's mean, and the median over the rounds of
+# the same ratio taken within each round (bench/autotune/ratios.py).
 # Needs: hyperfine, GNU parallel, gzip, base64, python3.
-# Usage: bench/autotune/run.sh   (from anywhere; RUNS=3 by default; writes results-<date>/ here)
+# Usage: bench/autotune/run.sh   (from anywhere; ROUNDS=5 by default; writes results-<date>/ here)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -39,9 +42,11 @@ for w in cpu sleep mixed phase; do
     args+=(-n "j$j" "$P -j $j '$t' :::: $data/$w.in")
   done
   args+=(-n gnu-default "parallel '$t' :::: $data/$w.in")
-  hyperfine --runs "${RUNS:-3}" --export-json "$out/$w.json" --export-markdown "$out/$w.md" "${args[@]}"
+  for r in $(seq "${ROUNDS:-5}"); do
+    hyperfine --runs 1 --export-json "$out/$w-round$r.json" "${args[@]}"
+  done
   # What automatic chose, in the words of --stats.
   "$P" --stats "$t" :::: "$data/$w.in" 2>&1 >/dev/null | grep 'automatic j:' | sed "s/^/$w: /" >> "$out/choices.txt" || true
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
-python3 "$here/ratios.py" "$out"/{cpu,sleep,mixed,phase}.json | tee "$out/ratios.md"
+python3 "$here/ratios.py" "$out"/{cpu,sleep,mixed,phase}-round*.json | tee "$out/ratios.md"
