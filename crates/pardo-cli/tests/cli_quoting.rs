@@ -110,6 +110,29 @@ fn an_unknown_shell_does_not_matter_to_commands_run_without_one() {
         .stdout("a\nb\n");
 }
 
+/// Without `PARALLEL_SHELL`, jobs run under the nearest shell among pardo's ancestors, as GNU
+/// parallel's do: here pardo's parent is `timeout` (no shell), its grandparent dash or bash,
+/// and `SHELL` is unset, so only the walk up the ancestors can find the shell.
+#[test]
+fn jobs_run_under_the_nearest_ancestor_shell() {
+    let pardo_bin = env!("CARGO_BIN_EXE_pardo");
+    for sh in shells() {
+        let out = std::process::Command::new(sh)
+            .arg("-c")
+            .arg("timeout 60 \"$0\" 'readlink /proc/$$/exe; :' ::: x; echo done")
+            .arg(pardo_bin)
+            .env_remove("SHELL")
+            .env_remove("PARALLEL_SHELL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sh}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{sh}\ndone\n")
+        );
+    }
+}
+
 #[test]
 fn a_value_that_would_end_a_heredoc_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -190,7 +190,24 @@ fn results_dir_is_gnu_parallels_tree_and_nothing_is_printed() {
     }
     let (a, b) = (tree(&ours), tree(&theirs));
     assert_eq!(a.len(), 30, "{:?}", a.keys());
-    assert_eq!(a, b);
+    let differ: Vec<_> = a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |t: &BTreeMap<String, Vec<u8>>| {
+                t.get(k).map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            format!("{k}: pardo {:?}, GNU {:?}", show(&a), show(&b))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "the trees differ:\n{}",
+        differ.join("\n")
+    );
     assert_eq!(a["1/x\\_y/2/2/stdout"], b"x/y 2\n");
     assert_eq!(a["1/a/2/1/stderr"], b"err a 1\n");
 }

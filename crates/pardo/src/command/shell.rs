@@ -1,12 +1,13 @@
 //! Which shell runs the templates that need one, chosen as GNU parallel does.
 //!
-//! In order: `PARALLEL_SHELL`; else the shell pardo was started from (the parent process's
-//! executable); else `SHELL`; else `/bin/sh`. Only shells whose quoting pardo knows are used,
-//! since the quoting guarantees of [`Template`](super::Template) rest on it: the sh family
-//! (`sh`, `dash`, `bash`, `zsh`, `ksh`, `mksh`, `ash`, busybox's `sh`/`ash`). A shell named
-//! explicitly in `PARALLEL_SHELL` that is not one of them (csh, tcsh, fish, …) is an error; one
-//! only found implicitly (parent process or `SHELL`) is skipped, falling back to the next
-//! choice and finally to `/bin/sh`.
+//! In order: `PARALLEL_SHELL`; else the shell pardo was started from (the nearest ancestor
+//! process whose executable is one, as GNU parallel looks); else `SHELL`; else `/bin/sh`.
+//! Only shells whose quoting pardo knows are used, since the quoting guarantees of
+//! [`Template`](super::Template) rest on it: the sh family (`sh`, `dash`, `bash`, `zsh`, `ksh`,
+//! `mksh`, `ash`, busybox's `sh`/`ash`). A shell named explicitly in `PARALLEL_SHELL` that is
+//! not one of them (csh, tcsh, fish, …) is an error; one only found implicitly (an ancestor
+//! process or `SHELL`) is passed over, falling back to the next choice and finally to
+//! `/bin/sh`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -32,7 +33,7 @@ pub fn is_known(path: &Path) -> bool {
 }
 
 /// Chooses the shell from explicit settings: `parallel_shell` (`PARALLEL_SHELL`), `parent`
-/// (the executable pardo was started from), `shell` (`SHELL`).
+/// (the shell pardo was started from), `shell` (`SHELL`).
 ///
 /// ```
 /// use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ pub fn current() -> Result<&'static Path, UnknownShell> {
     static SHELL: OnceLock<Result<PathBuf, UnknownShell>> = OnceLock::new();
     SHELL
         .get_or_init(|| {
-            let parent = parent_exe();
+            let parent = parent_shell();
             choose(
                 std::env::var_os("PARALLEL_SHELL").as_deref(),
                 parent.as_deref(),
@@ -83,11 +84,37 @@ pub fn current() -> Result<&'static Path, UnknownShell> {
         .map_err(Clone::clone)
 }
 
-/// The parent process's executable, from `/proc` (Linux).
-fn parent_exe() -> Option<PathBuf> {
+/// The nearest ancestor process (parent, grandparent, …) whose executable is a shell pardo
+/// knows, from `/proc` (Linux). GNU parallel too looks past the parent: run from a test
+/// harness, `make` or a Python script, both pick the shell that started those.
+fn parent_shell() -> Option<PathBuf> {
     // SAFETY: getppid has no preconditions and cannot fail.
-    let ppid = unsafe { libc::getppid() };
-    std::fs::read_link(format!("/proc/{ppid}/exe")).ok()
+    let mut pid = unsafe { libc::getppid() };
+    // A bound in case /proc shows a cycle (PID namespaces can).
+    for _ in 0..64 {
+        if pid <= 1 {
+            return None;
+        }
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+            if is_known(&exe) {
+                return Some(exe);
+            }
+        }
+        pid = parent_of(pid)?;
+    }
+    None
+}
+
+/// The parent pid of `pid`: the field after the state in `/proc/PID/stat`, read after the last
+/// `)` since the command name between parentheses may hold spaces and parentheses.
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// True when `name` is a function bash exported (`export -f name`) into this environment, so
@@ -105,6 +132,14 @@ pub fn is_exported_function(name: &OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_of_reads_the_parent_pid_past_the_command_name() {
+        // SAFETY: getpid and getppid have no preconditions and cannot fail.
+        let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
+        assert_eq!(parent_of(me), Some(parent));
+        assert_eq!(parent_of(-1), None);
+    }
 
     #[test]
     fn explicit_unknown_shell_is_an_error_implicit_one_falls_back() {
