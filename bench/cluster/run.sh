@@ -6,7 +6,8 @@
 #   2. what one --cluster run of N jobs costs: Redis calls per job (INFO commandstats, the
 #      commands run inside scripts included, and the scripts themselves as `evalsha`) and CPU
 #      per job of every process (submitter, workers with their jobs, Redis) beside a local run's
-#      — figures that do not depend on how busy the machine is;
+#      — figures that do not depend on how busy the machine is — and the share of the cores
+#      each run left idle;
 #   3. recovery: a worker is killed (kill -9) in the middle of a job; the time until that job
 #      starts on the other worker, with the default lease (1 s), R times, with
 #      `appendfsync always` (nothing acknowledged is lost when Redis itself dies).
@@ -34,11 +35,16 @@ echo "## one run of $N true jobs: Redis calls and CPU per job"
 ticks() { awk -v all="${2:-}" '{ print $14 + $15 + (all ? $16 + $17 : 0) }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 per_job_ms() { echo "scale=3; $1 * 1000 / $hz / $N" | bc; }
+# The share of the machine's cores left idle (idle + iowait over all, from /proc/stat).
+stat_now() { awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+idle_share() { echo "$1 $2" | awk '{ printf "%.1f %%", 100 * ($3 - $1) / ($4 - $2) }'; }
 redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
+s0=$(stat_now)
 w0=$(( $(ticks "${pids[0]}" all) + $(ticks "${pids[1]}" all) )); r0=$(ticks "$rpid")
 /usr/bin/time -f '%U %S' -o "$work/sub.time" "$P" --cluster "$url" $TRUE {} :::: "$work/input" \
   >/dev/null 2>&1
 w1=$(( $(ticks "${pids[0]}" all) + $(ticks "${pids[1]}" all) )); r1=$(ticks "$rpid")
+s1=$(stat_now)
 redis-cli -p "$port" INFO commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$N" '
   /^cmdstat_/ { sub("cmdstat_", "", $1); t += $3; if ($3 / n >= 0.01) printf "  %-12s %6.2f calls/job\n", $1, $3 / n }
   END { printf "  %-12s %6.2f calls/job\n", "all", t / n }' | sort
@@ -49,7 +55,11 @@ sub=$(awk -v hz="$hz" '{ print int(($1 + $2) * hz + 0.5) }' "$work/sub.time")
 echo "  CPU per job, --cluster: submitter $(per_job_ms "$sub") ms, workers and jobs" \
   "$(per_job_ms $((w1 - w0))) ms, redis $(per_job_ms $((r1 - r0))) ms," \
   "all $(per_job_ms $((sub + w1 - w0 + r1 - r0))) ms"
+s2=$(stat_now)
 /usr/bin/time -f '%U %S' -o "$work/local.time" "$P" -j 2 $TRUE {} :::: "$work/input" >/dev/null
+s3=$(stat_now)
+echo "  cores idle during the run: --cluster $(idle_share "$s0" "$s1"), local -j 2" \
+  "$(idle_share "$s2" "$s3")"
 loc=$(awk -v hz="$hz" '{ print int(($1 + $2) * hz + 0.5) }' "$work/local.time")
 echo "  CPU per job, local -j 2 (runner and jobs): $(per_job_ms "$loc") ms"
 kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
