@@ -89,16 +89,33 @@ pub fn current() -> Result<&'static Path, UnknownShell> {
 /// harness, `make` or a Python script, both pick the shell that started those.
 fn parent_shell() -> Option<PathBuf> {
     // SAFETY: getppid has no preconditions and cannot fail.
-    let mut pid = unsafe { libc::getppid() };
-    // A bound in case /proc shows a cycle (PID namespaces can).
+    let ppid = unsafe { libc::getppid() };
+    nearest_shell(
+        ppid,
+        |pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        parent_of,
+    )
+}
+
+/// The walk of [`parent_shell`] from `pid` up, over a process table given as the executable
+/// and the parent of each pid.
+fn nearest_shell(
+    mut pid: libc::pid_t,
+    exe_of: impl Fn(libc::pid_t) -> Option<PathBuf>,
+    parent_of: impl Fn(libc::pid_t) -> Option<libc::pid_t>,
+) -> Option<PathBuf> {
+    // Bounded, so a /proc that misreports parents cannot keep the walk going.
     for _ in 0..64 {
-        if pid <= 1 {
+        // 0: the parent is outside this PID namespace.
+        if pid < 1 {
             return None;
         }
-        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-            if is_known(&exe) {
-                return Some(exe);
-            }
+        if let Some(exe) = exe_of(pid).filter(|e| is_known(e)) {
+            return Some(exe);
+        }
+        // pid 1 may be the shell (`docker run IMAGE bash -c 'pardo …'`), but has no parent.
+        if pid == 1 {
+            return None;
         }
         pid = parent_of(pid)?;
     }
@@ -139,6 +156,39 @@ mod tests {
         let (me, parent) = unsafe { (libc::getpid(), libc::getppid()) };
         assert_eq!(parent_of(me), Some(parent));
         assert_eq!(parent_of(-1), None);
+    }
+
+    #[test]
+    fn the_nearest_known_shell_among_the_ancestors_is_found_pid_1_included() {
+        // pid → (executable, parent)
+        let table = |rows: &'static [(i32, &'static str, i32)]| {
+            move |pid: i32| rows.iter().find(|r| r.0 == pid).copied()
+        };
+        let walk = |rows: &'static [(i32, &'static str, i32)], from: i32| {
+            let row = table(rows);
+            nearest_shell(
+                from,
+                |p| row(p).map(|r| PathBuf::from(r.1)),
+                |p| row(p).map(|r| r.2),
+            )
+        };
+        // make → timeout → pardo, started from zsh.
+        let rows = &[
+            (9, "/usr/bin/timeout", 8),
+            (8, "/usr/bin/make", 7),
+            (7, "/usr/bin/zsh", 1),
+            (1, "/usr/lib/systemd/systemd", 0),
+        ];
+        assert_eq!(walk(rows, 9), Some(PathBuf::from("/usr/bin/zsh")));
+        // A container whose pid 1 is the shell.
+        let rows = &[(5, "/usr/bin/timeout", 1), (1, "/usr/bin/bash", 0)];
+        assert_eq!(walk(rows, 5), Some(PathBuf::from("/usr/bin/bash")));
+        // fish is passed over; no sh-family shell above it.
+        let rows = &[(4, "/usr/bin/fish", 3), (3, "/usr/bin/python3", 0)];
+        assert_eq!(walk(rows, 4), None);
+        // A table whose parents loop ends the walk all the same.
+        let rows = &[(6, "/usr/bin/env", 7), (7, "/usr/bin/env", 6)];
+        assert_eq!(walk(rows, 6), None);
     }
 
     #[test]
