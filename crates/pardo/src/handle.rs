@@ -31,6 +31,11 @@ pub(crate) fn set_helper(helper: Option<Helper>) {
     HELPER.with(|h| h.set(helper));
 }
 
+/// True when the calling thread has a [`Helper`]: its waits help its executor.
+fn can_help() -> bool {
+    HELPER.with(|h| h.get()).is_some()
+}
+
 /// Helps this thread's executor until `done()`, if the thread has a [`Helper`]; false if not.
 fn help_until(done: &dyn Fn() -> bool, arm: &dyn Fn(Waker)) -> bool {
     HELPER.with(|h| h.get()).is_some_and(|help| help(done, arm))
@@ -233,6 +238,22 @@ impl<T> Handle<T> {
         }
     }
 
+    /// As [`wait`](Self::wait), but gives the handle back after `timeout`, for a caller that
+    /// has something to do meanwhile. A pool worker, whose wait helps its pool, waits as
+    /// `wait` does, for as long as it takes: giving up would stop the helping.
+    pub(crate) fn wait_within(self, timeout: Duration) -> Result<Result<T, TaskError>, Self> {
+        if can_help() {
+            return Ok(self.wait());
+        }
+        for _ in 0..WAIT_SPINS {
+            if self.is_done() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        self.wait_timeout(timeout)
+    }
+
     /// Done or cancelled: the result is stored or about to be (a cancel stores it right after).
     fn is_done(&self) -> bool {
         self.slot.state.load(Ordering::Acquire) >= DONE
@@ -344,6 +365,16 @@ impl<T> Iterator for AsCompleted<T> {
 
 /// Handles waiting to finish, handed back in the order they finish. Each handle gets a waker
 /// that posts its index on a channel; `next_ready` blocks on that channel.
+/// What [`CompletionSet::next_ready_within`] found.
+pub(crate) enum Next<T> {
+    /// A finished handle's id and result.
+    Ready(TaskId, Result<T, TaskError>),
+    /// The set holds no handle.
+    Empty,
+    /// None finished within the time given.
+    Later,
+}
+
 pub(crate) struct CompletionSet<T> {
     pending: Vec<Option<Handle<T>>>,
     free: Vec<usize>,
@@ -417,6 +448,38 @@ impl<T> CompletionSet<T> {
             }
         }
         None
+    }
+
+    /// As [`next_ready`](Self::next_ready), but [`Next::Later`] once `timeout` has passed with
+    /// nothing finished (a pool worker, whose wait helps its pool, waits as long as it takes).
+    pub(crate) fn next_ready_within(&mut self, timeout: Duration) -> Next<T> {
+        if can_help() {
+            return match self.next_ready() {
+                Some((id, r)) => Next::Ready(id, r),
+                None => Next::Empty,
+            };
+        }
+        let deadline = Instant::now() + timeout;
+        while self.left > 0 {
+            let index = match self.rx.try_recv() {
+                Ok(i) => i,
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(i) => i,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Next::Later,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Next::Empty,
+                    }
+                }
+            };
+            if let Some(h) = self.pending.get_mut(index).and_then(Option::take) {
+                self.left -= 1;
+                self.free.push(index);
+                let id = h.id();
+                return Next::Ready(id, h.wait());
+            }
+        }
+        Next::Empty
     }
 
     /// The async `next_ready`: a finished handle's result, or `Pending` with `cx`'s waker kept

@@ -14,9 +14,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::handle::{CompletionSet, Handle};
+use crate::handle::{CompletionSet, Handle, Next};
 use crate::task::{panic_message, Outcome, TaskError, TaskId};
 
 /// Aim for chunks of about this much work.
@@ -204,6 +204,32 @@ impl<'a> Window<'a> {
         if let Some(f) = self.follow.as_mut() {
             f.submitted(n);
         }
+    }
+
+    /// The window follows a steered pool, so it may grow while the map waits for a result.
+    fn follows(&self) -> bool {
+        self.fixed.is_none() && self.follow.is_some()
+    }
+}
+
+/// While a map whose window follows a steered pool waits for a result, it looks this often
+/// whether the window grew, for the first [`RECHECK_FAST_FOR`] of the wait (the controller
+/// moves fastest early), then twice as late each time up to [`RECHECK_MAX`]. The inputs are
+/// the consumer's, so only its thread can submit them: waiting on the first result alone, 64
+/// waits of 20 ms kept the 8 tasks of a 2-worker window in flight for their first 20 ms while
+/// the pool had already grown to 32 workers.
+const RECHECK_FIRST: Duration = Duration::from_millis(2);
+/// See [`RECHECK_FIRST`].
+const RECHECK_FAST_FOR: Duration = Duration::from_millis(100);
+/// See [`RECHECK_FIRST`]: a consumer that waits long wakes at most 20 times a second.
+const RECHECK_MAX: Duration = Duration::from_millis(50);
+
+/// The wait before the next look, `since` the wait for a result began.
+fn next_recheck(last: Duration, since: Instant) -> Duration {
+    if since.elapsed() < RECHECK_FAST_FOR {
+        RECHECK_FIRST
+    } else {
+        (last * 2).min(RECHECK_MAX)
     }
 }
 
@@ -512,8 +538,21 @@ impl<I: Iterator, R> Map<'_, I, R> {
                 return Some(item);
             }
             self.fill();
-            let (first, len, handle) = self.in_flight.pop_front()?;
-            let result = handle.wait();
+            let (mut recheck, waiting) = (RECHECK_FIRST, Instant::now());
+            let (first, len, result) = loop {
+                let (first, len, handle) = self.in_flight.pop_front()?;
+                if !self.window.follows() {
+                    break (first, len, handle.wait());
+                }
+                match handle.wait_within(recheck) {
+                    Ok(r) => break (first, len, r),
+                    Err(handle) => {
+                        self.in_flight.push_front((first, len, handle));
+                        self.fill();
+                        recheck = next_recheck(recheck, waiting);
+                    }
+                }
+            };
             if let Ok(chunk) = &result {
                 self.sizer.observe(chunk, len);
             }
@@ -609,7 +648,20 @@ impl<I: Iterator, R> Iterator for MapUnordered<'_, I, R> {
                 return Some((TaskId(self.current.first.0 + u64::from(pos)), item));
             }
             self.fill();
-            let (first, result) = self.running.next_ready()?;
+            let (mut recheck, waiting) = (RECHECK_FIRST, Instant::now());
+            let (first, result) = loop {
+                if !self.window.follows() {
+                    break self.running.next_ready()?;
+                }
+                match self.running.next_ready_within(recheck) {
+                    Next::Ready(id, r) => break (id, r),
+                    Next::Empty => return None,
+                    Next::Later => {
+                        self.fill();
+                        recheck = next_recheck(recheck, waiting);
+                    }
+                }
+            };
             let len = self.lens.remove(&first).unwrap_or(0);
             if let Ok(chunk) = &result {
                 self.sizer.observe(chunk, len);
@@ -661,6 +713,66 @@ mod tests {
             backlog.unsubmitted(),
             None,
             "a dropped map gives its inputs back"
+        );
+    }
+
+    /// The pool grows while the consumer waits for its first result: the map submits up to
+    /// the new window without waiting for that result (the one thread that may submit is
+    /// the waiting consumer's). A helper thread plays the pool: it grows the workers once the
+    /// first window is in flight and ends the tasks only once the grown window is.
+    #[test]
+    fn a_followed_window_grows_while_the_consumer_waits() {
+        type Kept = std::sync::Mutex<Vec<Promise<Chunk<u32, u32>>>>;
+        let kept: std::sync::Arc<Kept> = std::sync::Arc::default();
+        let workers = AtomicUsize::new(2);
+        let backlog = Backlog::default();
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let seen = std::thread::scope(|scope| {
+            let pool = scope.spawn(|| {
+                let count = || kept.lock().unwrap().len();
+                while count() < 8 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                workers.store(16, Ordering::Relaxed);
+                // A bound only so that a map that never refills fails instead of hanging.
+                let give_up = Instant::now() + Duration::from_secs(10);
+                while count() < 64 && Instant::now() < give_up {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let seen = count();
+                // End every task, the ones submitted from now on too, until the map is done.
+                while !finished.load(Ordering::Acquire) {
+                    for p in kept.lock().unwrap().drain(..) {
+                        p.complete(Ok(Chunk {
+                            values: vec![7],
+                            errors: Vec::new(),
+                            busy_ns: 0,
+                            spare: Vec::new(),
+                        }));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                seen
+            });
+            let submit: SubmitChunk<'_, u32, u32> = Box::new(|_items, _out| {
+                let mut k = kept.lock().unwrap();
+                let id = TaskId(k.len() as u64 + 1);
+                let (promise, handle) = Promise::new(id);
+                k.push(promise);
+                (id, handle)
+            });
+            let results: Vec<_> = Map::new(0..64u32, 8, submit)
+                .chunk_size(1)
+                .follow(&workers, &backlog)
+                .collect();
+            finished.store(true, Ordering::Release);
+            assert_eq!(results.len(), 64);
+            assert!(results.iter().all(|r| r == &Ok(7)));
+            pool.join().unwrap()
+        });
+        assert_eq!(
+            seen, 64,
+            "tasks in flight before the first result came back"
         );
     }
 
