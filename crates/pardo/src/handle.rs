@@ -363,8 +363,6 @@ impl<T> Iterator for AsCompleted<T> {
     }
 }
 
-/// Handles waiting to finish, handed back in the order they finish. Each handle gets a waker
-/// that posts its index on a channel; `next_ready` blocks on that channel.
 /// What [`CompletionSet::next_ready_within`] found.
 pub(crate) enum Next<T> {
     /// A finished handle's id and result.
@@ -375,6 +373,8 @@ pub(crate) enum Next<T> {
     Later,
 }
 
+/// Handles waiting to finish, handed back in the order they finish. Each handle gets a waker
+/// that posts its index on a channel; `next_ready` blocks on that channel.
 pub(crate) struct CompletionSet<T> {
     pending: Vec<Option<Handle<T>>>,
     free: Vec<usize>,

@@ -11,7 +11,7 @@
 //! accounted inside that batch's record.)
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -95,9 +95,17 @@ pub(crate) struct Backlog {
     known: AtomicUsize,
     /// Maps alive whose inputs' length is not known.
     unknown: AtomicUsize,
+    /// The pool's worker count is steered, so it may grow while a map waits for a result.
+    steered: AtomicBool,
 }
 
 impl Backlog {
+    /// Says that the pool's worker count is steered: its maps then look at their window
+    /// while they wait for a result (see [`RECHECK_FIRST`]).
+    pub(crate) fn set_steered(&self) {
+        self.steered.store(true, Ordering::Release);
+    }
+
     /// Inputs not submitted yet, when every map alive knows its length and at least one is
     /// alive; `None` otherwise (the pool then knows no bound on the tasks left).
     pub(crate) fn unsubmitted(&self) -> Option<u64> {
@@ -208,7 +216,11 @@ impl<'a> Window<'a> {
 
     /// The window follows a steered pool, so it may grow while the map waits for a result.
     fn follows(&self) -> bool {
-        self.fixed.is_none() && self.follow.is_some()
+        self.fixed.is_none()
+            && self
+                .follow
+                .as_ref()
+                .is_some_and(|f| f.backlog.steered.load(Ordering::Acquire))
     }
 }
 
@@ -700,6 +712,12 @@ mod tests {
             .chunk_size(1)
             .follow(&workers, &backlog);
         assert_eq!(backlog.unsubmitted(), Some(100));
+        assert!(
+            !m.window.follows(),
+            "a pool nobody steers: waits take the plain path"
+        );
+        backlog.set_steered();
+        assert!(m.window.follows());
         m.fill();
         assert_eq!(m.in_flight.len(), 8, "4 per worker");
         assert_eq!(backlog.unsubmitted(), Some(92));
@@ -726,7 +744,8 @@ mod tests {
         let kept: std::sync::Arc<Kept> = std::sync::Arc::default();
         let workers = AtomicUsize::new(2);
         let backlog = Backlog::default();
-        let finished = std::sync::atomic::AtomicBool::new(false);
+        backlog.set_steered();
+        let finished = AtomicBool::new(false);
         let seen = std::thread::scope(|scope| {
             let pool = scope.spawn(|| {
                 let count = || kept.lock().unwrap().len();
@@ -761,11 +780,19 @@ mod tests {
                 k.push(promise);
                 (id, handle)
             });
+            // Released on a panic too, so a failing map never leaves the helper waiting.
+            struct Release<'a>(&'a AtomicBool);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let release = Release(&finished);
             let results: Vec<_> = Map::new(0..64u32, 8, submit)
                 .chunk_size(1)
                 .follow(&workers, &backlog)
                 .collect();
-            finished.store(true, Ordering::Release);
+            drop(release);
             assert_eq!(results.len(), 64);
             assert!(results.iter().all(|r| r == &Ok(7)));
             pool.join().unwrap()

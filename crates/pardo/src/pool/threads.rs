@@ -181,6 +181,7 @@ impl ThreadPoolBuilder {
         let steering = match config {
             Some(c) => {
                 shared.recorder.set_setting("workers", "auto");
+                shared.backlog.set_steered();
                 let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL).map_err(
                     |source| PoolError::Spawn {
                         worker: 0,

@@ -179,6 +179,7 @@ impl ProcessPoolBuilder {
         let steering = match self.auto {
             Some(c) => {
                 shared.recorder.set_setting("workers", "auto");
+                shared.backlog.set_steered();
                 let s = Steering::start(Steer(Arc::clone(&shared)), c, DEFAULT_INTERVAL).map_err(
                     |source| PoolError::Spawn {
                         worker: 0,
