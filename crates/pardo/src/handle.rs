@@ -217,14 +217,7 @@ impl<T> Handle<T> {
     /// assert_eq!(outer.wait(), Ok(42));
     /// ```
     pub fn wait(self) -> Result<T, TaskError> {
-        // Short tasks often finish within microseconds: look a few times before sleeping, which
-        // saves a futex sleep and wake-up on the common fast path.
-        for _ in 0..WAIT_SPINS {
-            if self.is_done() {
-                break;
-            }
-            std::thread::yield_now();
-        }
+        self.spin_a_little();
         if !self.is_done() {
             help_until(&|| self.is_done(), &|w| self.arm(w));
         }
@@ -245,13 +238,19 @@ impl<T> Handle<T> {
         if can_help() {
             return Ok(self.wait());
         }
+        self.spin_a_little();
+        self.wait_timeout(timeout)
+    }
+
+    /// Short tasks often finish within microseconds: looking a few times before sleeping saves
+    /// a futex sleep and wake-up on the common fast path.
+    fn spin_a_little(&self) {
         for _ in 0..WAIT_SPINS {
             if self.is_done() {
                 break;
             }
             std::thread::yield_now();
         }
-        self.wait_timeout(timeout)
     }
 
     /// Done or cancelled: the result is stored or about to be (a cancel stores it right after).
@@ -440,14 +439,21 @@ impl<T> CompletionSet<T> {
     pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Result<T, TaskError>)> {
         while self.left > 0 {
             let index = self.recv()?;
-            if let Some(h) = self.pending.get_mut(index).and_then(Option::take) {
-                self.left -= 1;
-                self.free.push(index);
-                let id = h.id();
-                return Some((id, h.wait()));
+            if let Some(ready) = self.take(index) {
+                return Some(ready);
             }
         }
         None
+    }
+
+    /// The result of the handle whose notice said `index`, taken out of the set; None for a
+    /// notice of a handle already taken.
+    fn take(&mut self, index: usize) -> Option<(TaskId, Result<T, TaskError>)> {
+        let h = self.pending.get_mut(index).and_then(Option::take)?;
+        self.left -= 1;
+        self.free.push(index);
+        // A notice is posted only once the result is stored: this wait returns at once.
+        Some((h.id(), h.wait()))
     }
 
     /// As [`next_ready`](Self::next_ready), but [`Next::Later`] once `timeout` has passed with
@@ -472,11 +478,8 @@ impl<T> CompletionSet<T> {
                     }
                 }
             };
-            if let Some(h) = self.pending.get_mut(index).and_then(Option::take) {
-                self.left -= 1;
-                self.free.push(index);
-                let id = h.id();
-                return Next::Ready(id, h.wait());
+            if let Some((id, r)) = self.take(index) {
+                return Next::Ready(id, r);
             }
         }
         Next::Empty

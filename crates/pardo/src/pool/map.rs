@@ -236,12 +236,26 @@ const RECHECK_FAST_FOR: Duration = Duration::from_millis(100);
 /// See [`RECHECK_FIRST`]: a consumer that waits long wakes at most 20 times a second.
 const RECHECK_MAX: Duration = Duration::from_millis(50);
 
-/// The wait before the next look, `since` the wait for a result began.
-fn next_recheck(last: Duration, since: Instant) -> Duration {
-    if since.elapsed() < RECHECK_FAST_FOR {
-        RECHECK_FIRST
-    } else {
-        (last * 2).min(RECHECK_MAX)
+/// How long a waiting map lets pass before its next look at the window (see [`RECHECK_FIRST`]).
+struct Recheck {
+    every: Duration,
+    since: Instant,
+}
+
+impl Recheck {
+    /// For a wait that begins now.
+    fn start() -> Recheck {
+        Recheck {
+            every: RECHECK_FIRST,
+            since: Instant::now(),
+        }
+    }
+
+    /// After a look that found nothing finished.
+    fn back_off(&mut self) {
+        if self.since.elapsed() >= RECHECK_FAST_FOR {
+            self.every = (self.every * 2).min(RECHECK_MAX);
+        }
     }
 }
 
@@ -437,6 +451,8 @@ fn retarget(e: &TaskError, id: TaskId) -> TaskError {
 
 /// A submitted chunk: its first task id, its length and its handle.
 type InFlight<T, R> = (TaskId, usize, Handle<Chunk<T, R>>);
+/// A finished chunk, or why it has no items.
+type ChunkResult<T, R> = Result<Chunk<T, R>, TaskError>;
 
 /// Results of `map`, in input order; see [`ThreadPool::map`](crate::ThreadPool::map).
 ///
@@ -550,20 +566,11 @@ impl<I: Iterator, R> Map<'_, I, R> {
                 return Some(item);
             }
             self.fill();
-            let (mut recheck, waiting) = (RECHECK_FIRST, Instant::now());
-            let (first, len, result) = loop {
+            let (first, len, result) = if self.window.follows() {
+                self.wait_head_filling()?
+            } else {
                 let (first, len, handle) = self.in_flight.pop_front()?;
-                if !self.window.follows() {
-                    break (first, len, handle.wait());
-                }
-                match handle.wait_within(recheck) {
-                    Ok(r) => break (first, len, r),
-                    Err(handle) => {
-                        self.in_flight.push_front((first, len, handle));
-                        self.fill();
-                        recheck = next_recheck(recheck, waiting);
-                    }
-                }
+                (first, len, handle.wait())
             };
             if let Ok(chunk) = &result {
                 self.sizer.observe(chunk, len);
@@ -573,6 +580,22 @@ impl<I: Iterator, R> Map<'_, I, R> {
             self.buffers.recycle(spare, done.into_buffer());
             // Refill before handing out items so workers stay busy while the consumer works.
             self.fill();
+        }
+    }
+
+    /// Waits for the oldest chunk while the window may grow: between looks, submits up to it.
+    fn wait_head_filling(&mut self) -> Option<(TaskId, usize, ChunkResult<I::Item, R>)> {
+        let mut recheck = Recheck::start();
+        loop {
+            let (first, len, handle) = self.in_flight.pop_front()?;
+            match handle.wait_within(recheck.every) {
+                Ok(r) => return Some((first, len, r)),
+                Err(handle) => {
+                    self.in_flight.push_front((first, len, handle));
+                    self.fill();
+                    recheck.back_off();
+                }
+            }
         }
     }
 }
@@ -634,6 +657,21 @@ impl<'a, I: Iterator, R> MapUnordered<'a, I, R> {
         self
     }
 
+    /// The next finished chunk while the window may grow: between looks, submits up to it.
+    fn next_ready_filling(&mut self) -> Option<(TaskId, ChunkResult<I::Item, R>)> {
+        let mut recheck = Recheck::start();
+        loop {
+            match self.running.next_ready_within(recheck.every) {
+                Next::Ready(id, r) => return Some((id, r)),
+                Next::Empty => return None,
+                Next::Later => {
+                    self.fill();
+                    recheck.back_off();
+                }
+            }
+        }
+    }
+
     fn fill(&mut self) {
         while self.running.len() < self.window.get() {
             let chunk = self.buffers.take_chunk(&mut self.inputs, self.sizer.size());
@@ -660,19 +698,10 @@ impl<I: Iterator, R> Iterator for MapUnordered<'_, I, R> {
                 return Some((TaskId(self.current.first.0 + u64::from(pos)), item));
             }
             self.fill();
-            let (mut recheck, waiting) = (RECHECK_FIRST, Instant::now());
-            let (first, result) = loop {
-                if !self.window.follows() {
-                    break self.running.next_ready()?;
-                }
-                match self.running.next_ready_within(recheck) {
-                    Next::Ready(id, r) => break (id, r),
-                    Next::Empty => return None,
-                    Next::Later => {
-                        self.fill();
-                        recheck = next_recheck(recheck, waiting);
-                    }
-                }
+            let (first, result) = if self.window.follows() {
+                self.next_ready_filling()?
+            } else {
+                self.running.next_ready()?
             };
             let len = self.lens.remove(&first).unwrap_or(0);
             if let Ok(chunk) = &result {
